@@ -276,7 +276,7 @@ class EventStore:
         finally:
             try:
                 await sub.unsubscribe()
-            except Exception:  # noqa: BLE001 - connection may be closing already
+            except Exception:
                 pass
 
     async def _first_seq_at_or_after(self, subject: str, seq: int) -> int | None:

@@ -12,8 +12,8 @@ from nats.aio.client import Client as NATS
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from events import EventStore, EventStreamSpec, new_id  # noqa: E402
-from threadlog.embedded_nats import EmbeddedNats  # noqa: E402
+from events import EventStore, EventStreamSpec, new_id
+from threadlog.embedded_nats import EmbeddedNats
 
 
 @pytest.fixture(scope="session")
