@@ -1,0 +1,99 @@
+"""The FastStream app serving command subjects (see ``handlers.subjects``).
+
+``build_handlers(...)`` registers the subscribers on a broker that the caller owns, so
+``threadlog serve`` can run commands, queries and the scheduler on one connection. The
+EVENTS stream is created by our own code (``EventStore.setup``), never by FastStream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from faststream import FastStream
+from faststream.nats import NatsBroker
+
+from events import Aggregate, EventStore
+
+from handlers import subjects, thread_decisions
+from handlers.command_log import CommandLog
+from handlers.commands import CreateThread, DeleteThread, SaveMessages, UpdateThread
+from handlers.middleware import error_middleware, size_limit_middleware
+from handlers.runner import CommandRunner
+from handlers.thread_state import ThreadStateCache
+
+
+def make_broker(servers: str | list[str], *, max_command_bytes: int = 1_000_000,
+                **kwargs: Any) -> NatsBroker:
+    """A broker whose every reply has the threadlog shape (errors included)."""
+    return NatsBroker(servers, middlewares=[error_middleware(),
+                                            size_limit_middleware(max_command_bytes)],
+                      **kwargs)
+
+
+@dataclass
+class Handlers:
+    store: EventStore
+    states: ThreadStateCache
+    runner: CommandRunner
+
+
+async def build_handlers(broker: NatsBroker, store: EventStore,
+                         command_log: CommandLog | None) -> Handlers:
+    """Register the thread command subscribers on ``broker``."""
+    states = ThreadStateCache(store)
+    runner = CommandRunner(store, states, command_log)
+    register_thread_commands(broker, runner)
+    return Handlers(store, states, runner)
+
+
+def register_thread_commands(broker: NatsBroker, runner: CommandRunner) -> None:
+    store = runner.store
+
+    @broker.subscriber(subjects.CREATE_THREAD, title="cmd.thread.create",
+                       description="Create a thread. Result: {thread_id}.")
+    async def create_thread(body: CreateThread) -> dict[str, Any]:
+        tid = thread_decisions.thread_id_for(body)
+        reply = await runner.run(body, tid, thread_decisions.create_thread,
+                                 thread_decisions.replay_thread_result)
+        return reply.model_dump(mode="json")
+
+    @broker.subscriber(subjects.UPDATE_THREAD, title="cmd.thread.update",
+                       description="Update a thread's title, summary, status or metadata.")
+    async def update_thread(body: UpdateThread) -> dict[str, Any]:
+        reply = await runner.run(body, body.thread_id, thread_decisions.update_thread,
+                                 thread_decisions.replay_thread_result)
+        return reply.model_dump(mode="json")
+
+    @broker.subscriber(subjects.SAVE_MESSAGES, title="cmd.messages.save",
+                       description="Save messages to a thread. Result: ids, order, step_order.")
+    async def save_messages(body: SaveMessages) -> dict[str, Any]:
+        reply = await runner.run(body, body.thread_id, thread_decisions.save_messages,
+                                 thread_decisions.replay_save_messages)
+        return reply.model_dump(mode="json")
+
+    @broker.subscriber(subjects.DELETE_THREAD, title="cmd.thread.delete",
+                       description="Delete a thread: its content is purged from the log "
+                                   "(a content-free tombstone stays) and the projections.")
+    async def delete_thread(body: DeleteThread) -> dict[str, Any]:
+        agg = Aggregate.thread(body.thread_id)
+
+        async def purge() -> None:
+            await store.purge(agg, keep_last=1)
+
+        def decide(state: Any, cmd: DeleteThread) -> thread_decisions.Decision:
+            d = thread_decisions.delete_thread(state, cmd)
+            d.after = purge
+            return d
+
+        def replay(state: Any, cmd: DeleteThread) -> thread_decisions.Decision:
+            d = thread_decisions.replay_delete(state, cmd)
+            d.after = purge
+            return d
+
+        reply = await runner.run(body, body.thread_id, decide, replay)
+        return reply.model_dump(mode="json")
+
+
+def make_app(broker: NatsBroker) -> FastStream:
+    return FastStream(broker)

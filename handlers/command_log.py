@@ -1,0 +1,68 @@
+"""Replies of processed commands, kept in a JetStream KV bucket for the duplicate window.
+
+Re-sending a command id returns the stored reply and appends nothing. If the process
+dies after appending but before storing the reply, the re-sent command is decided again;
+its events carry the same ``Nats-Msg-Id``\\s and the same derived ids, so the store
+reports a duplicate and the reply is rebuilt identically.
+
+Reusing a command id with a different body is an error (``command_id_reused``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.kv import KeyValue
+
+from events import ThreadlogError
+from events.replies import Reply
+
+from handlers.commands import Command
+
+
+def command_hash(cmd: Command) -> str:
+    return hashlib.sha256(cmd.model_dump_json().encode()).hexdigest()[:32]
+
+
+class CommandLog:
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, bucket: str, ttl_s: float,
+                   replicas: int = 1) -> CommandLog:
+        try:
+            kv = await js.key_value(bucket)
+        except BucketNotFoundError:
+            kv = await js.create_key_value(KeyValueConfig(
+                bucket=bucket, ttl=ttl_s, storage=StorageType.FILE, replicas=replicas,
+                history=1))
+        return cls(kv)
+
+    @staticmethod
+    def key(cmd: Command) -> str:
+        return f"{cmd.user_id}.{cmd.command_id}"
+
+    async def lookup(self, cmd: Command) -> Reply | None:
+        """The stored reply of this command, or None. Raises on id reuse with another body."""
+        try:
+            entry = await self.kv.get(self.key(cmd))
+        except KeyNotFoundError:
+            return None
+        if not entry.value:
+            return None
+        stored: dict[str, Any] = json.loads(entry.value)
+        if stored.get("hash") != command_hash(cmd):
+            raise ThreadlogError(
+                f"command id {cmd.command_id!r} was already used for a different command",
+                code="command_id_reused", details={"command_id": cmd.command_id})
+        return Reply.model_validate(stored["reply"])
+
+    async def record(self, cmd: Command, reply: Reply) -> None:
+        value = {"hash": command_hash(cmd), "reply": reply.model_dump(mode="json")}
+        await self.kv.put(self.key(cmd), json.dumps(value).encode())

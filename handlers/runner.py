@@ -1,0 +1,83 @@
+"""Running a command against a thread: dedupe, decide, append, reply.
+
+Guarantees
+- A refused command (validation, not found, forbidden...) appends nothing.
+- The command's events are appended atomically with ``expected`` = the state's version;
+  on a conflict the state is refreshed and the decision re-made (bounded attempts).
+- Re-sending a command id returns the first reply and appends nothing: from the command
+  log, else (the process died before recording it) from the thread's own events, which
+  carry the command id as their causation id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from events import ConcurrencyError, EventStore
+from events.replies import Reply
+
+from handlers.command_log import CommandLog
+from handlers.commands import Command
+from handlers.thread_decisions import Decision
+from handlers.thread_state import ThreadState, ThreadStateCache
+
+log = logging.getLogger(__name__)
+C = TypeVar("C", bound=Command)
+Decide = Callable[[ThreadState, C], Decision]
+ResultOf = Callable[[ThreadState, C], Decision]
+
+
+class CommandRunner:
+    def __init__(self, store: EventStore, states: ThreadStateCache,
+                 command_log: CommandLog | None, *, max_attempts: int = 10) -> None:
+        self.store = store
+        self.states = states
+        self.command_log = command_log
+        self.max_attempts = max_attempts
+
+    async def run(self, cmd: C, thread_id: str, decide: Callable[[ThreadState, C], Decision],
+                  replay: Callable[[ThreadState, C], Decision]) -> Reply:
+        """Decide ``cmd`` on thread ``thread_id`` and append its events.
+
+        ``replay`` rebuilds the decision's result from the thread state when the command
+        was already applied (its events are in ``state.commands``).
+        """
+        if self.command_log is not None:
+            stored = await self.command_log.lookup(cmd)
+            if stored is not None:
+                return stored
+        async with self.states.lock(thread_id):
+            state = await self.states.get(thread_id)
+            for _ in range(self.max_attempts):
+                if cmd.command_id in state.commands:
+                    decision = replay(state, cmd)
+                    return await self._finish(cmd, decision, state.version)
+                decision = decide(state, cmd)
+                if not decision.events:
+                    return await self._finish(cmd, decision, state.version)
+                try:
+                    res = await self.store.append(
+                        state.aggregate, decision.events,
+                        expected=state.version or "no_stream", command_id=cmd.command_id,
+                        user_id=cmd.user_id, correlation_id=cmd.correlation_id)
+                except ConcurrencyError:
+                    state = await self.states.refresh(thread_id)
+                    continue
+                if res.duplicate:
+                    state = await self.states.refresh(thread_id)
+                else:
+                    self.states.advance(state, decision.events, res.last_seq, cmd.command_id)
+                return await self._finish(cmd, decision, res.last_seq)
+        raise ConcurrencyError(
+            f"thread {thread_id!r} kept changing; gave up after {self.max_attempts} attempts",
+            current_version=state.version)
+
+    async def _finish(self, cmd: Command, decision: Decision, seq: int) -> Reply:
+        if decision.after is not None:
+            await decision.after()
+        reply = Reply.success(decision.result, seq)
+        if self.command_log is not None:
+            await self.command_log.record(cmd, reply)
+        return reply

@@ -1,0 +1,15 @@
+"""Command subjects (request/reply over core NATS) served by the handlers app.
+
+A command sent while no handler runs fails at once with ``unavailable`` ("no responders"):
+commands are not queued. Retrying with the same ``command_id`` is always safe.
+"""
+
+from __future__ import annotations
+
+CREATE_THREAD = "cmd.thread.create"
+UPDATE_THREAD = "cmd.thread.update"
+DELETE_THREAD = "cmd.thread.delete"
+DELETE_USER_DATA = "cmd.user.delete"
+SAVE_MESSAGES = "cmd.messages.save"
+
+ALL = [CREATE_THREAD, UPDATE_THREAD, DELETE_THREAD, DELETE_USER_DATA, SAVE_MESSAGES]

@@ -1,0 +1,149 @@
+"""The write-side state of a thread, folded from its events, and a cache of it.
+
+The command handlers decide on this state, then append with ``expected=state.version``:
+the event store rejects the append if the state was stale, and the cache refreshes
+incrementally (only events after its version), so deciding costs O(new events), not
+O(thread length).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from events import (
+    Aggregate,
+    EventStore,
+    MessageFinalized,
+    MessageSaved,
+    MessageStatusChanged,
+    RecordedEvent,
+    ThreadCreated,
+    ThreadDeleted,
+    ThreadMetadataUpdated,
+)
+from events.catalogue import Event
+
+MAX_REMEMBERED_COMMANDS = 1_000
+
+
+@dataclass
+class MessageInfo:
+    order: int
+    step_order: int
+    role: str
+    status: str
+
+
+@dataclass
+class ThreadState:
+    thread_id: str
+    version: int = 0
+    exists: bool = False
+    deleted: bool = False
+    user_id: str | None = None
+    title: str | None = None
+    summary: str | None = None
+    status: str = "active"
+    metadata: dict[str, Any] = field(default_factory=dict)
+    last_order: int = -1
+    messages: dict[str, MessageInfo] = field(default_factory=dict)
+    max_step: dict[int, int] = field(default_factory=dict)
+    commands: OrderedDict[str, list[Event]] = field(default_factory=OrderedDict)
+    """Events of the most recent commands (by command id), to answer a re-sent command."""
+
+    @property
+    def aggregate(self) -> Aggregate:
+        return Aggregate.thread(self.thread_id)
+
+    def apply(self, event: Event, seq: int | None = None, command_id: str | None = None) -> None:
+        """Fold one event (pure). ``seq`` (if given) becomes the version."""
+        if command_id is not None:
+            self.commands.setdefault(command_id, []).append(event)
+            self.commands.move_to_end(command_id)
+            while len(self.commands) > MAX_REMEMBERED_COMMANDS:
+                self.commands.popitem(last=False)
+        if isinstance(event, ThreadCreated):
+            self.exists = True
+            self.user_id = event.user_id
+            self.title, self.summary, self.metadata = event.title, event.summary, event.metadata
+        elif isinstance(event, ThreadMetadataUpdated):
+            if event.title is not None:
+                self.title = event.title
+            if event.summary is not None:
+                self.summary = event.summary
+            if event.status is not None:
+                self.status = event.status
+            if event.metadata is not None:
+                self.metadata = event.metadata
+        elif isinstance(event, ThreadDeleted):
+            self.deleted = True
+            self.messages.clear()
+        elif isinstance(event, MessageSaved):
+            self.messages[event.message_id] = MessageInfo(
+                event.order, event.step_order, event.role, event.status)
+            self.last_order = max(self.last_order, event.order)
+            self.max_step[event.order] = max(self.max_step.get(event.order, 0), event.step_order)
+        elif isinstance(event, MessageStatusChanged | MessageFinalized):
+            info = self.messages.get(event.message_id)
+            if info is not None:
+                info.status = event.status
+        if seq is not None:
+            self.version = seq
+
+    def apply_recorded(self, events: list[RecordedEvent]) -> None:
+        for rec in events:
+            self.apply(rec.event, rec.seq, rec.envelope.causation_id)
+
+
+class ThreadStateCache:
+    """LRU of thread states, with one lock per thread to serialise decisions in-process."""
+
+    def __init__(self, store: EventStore, capacity: int = 10_000) -> None:
+        self.store = store
+        self.capacity = capacity
+        self._states: OrderedDict[str, ThreadState] = OrderedDict()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def lock(self, thread_id: str) -> asyncio.Lock:
+        lk = self._locks.get(thread_id)
+        if lk is None:
+            lk = self._locks[thread_id] = asyncio.Lock()
+        return lk
+
+    async def get(self, thread_id: str) -> ThreadState:
+        """The cached state, loading it from the log on a miss."""
+        st = self._states.get(thread_id)
+        if st is None:
+            st = ThreadState(thread_id)
+            st.apply_recorded(await self.store.read(st.aggregate))
+            self._put(st)
+        else:
+            self._states.move_to_end(thread_id)
+        return st
+
+    async def refresh(self, thread_id: str) -> ThreadState:
+        """Catch the cached state up with events appended by others (after a conflict)."""
+        st = await self.get(thread_id)
+        st.apply_recorded(await self.store.read(st.aggregate, after_seq=st.version))
+        return st
+
+    def advance(self, state: ThreadState, events: list[Event], last_seq: int,
+                command_id: str | None) -> None:
+        """Fold our own just-appended events (sequences are consecutive up to last_seq)."""
+        first = last_seq - len(events) + 1
+        for i, ev in enumerate(events):
+            state.apply(ev, first + i, command_id)
+
+    def forget(self, thread_id: str) -> None:
+        self._states.pop(thread_id, None)
+
+    def _put(self, st: ThreadState) -> None:
+        self._states[st.thread_id] = st
+        while len(self._states) > self.capacity:
+            old, _ = self._states.popitem(last=False)
+            lk = self._locks.get(old)
+            if lk is not None and not lk.locked():
+                del self._locks[old]

@@ -1,0 +1,74 @@
+"""Wiring: NATS (embedded or given), the event store, the command handlers, and the
+optional projector and scheduler, started and stopped together.
+
+``async with running(settings) as rt:`` gives a ready :class:`Runtime`; on exit every
+part stops in reverse order and an embedded nats-server is stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+from faststream.nats import NatsBroker
+from nats.aio.client import Client as NATS
+
+from events import EventStore, EventStreamSpec
+from handlers import Client, CommandLog, build_handlers, make_broker
+from handlers.app import Handlers
+from threadlog.embedded_nats import EmbeddedNats
+from threadlog.settings import Settings
+
+Part = Callable[["Runtime"], contextlib.AbstractAsyncContextManager[Any]]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    urls: list[str]
+    nc: NATS
+    store: EventStore
+    broker: NatsBroker
+    handlers: Handlers
+    embedded: EmbeddedNats | None = None
+    parts: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, user_id: str) -> Client:
+        return Client(self.nc, user_id=user_id, timeout=self.settings.request_timeout_s * 2)
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
+                  before_start: Callable[[Runtime], Awaitable[None]] | None = None
+                  ) -> AsyncIterator[Runtime]:
+    """Start everything; ``extra_parts`` (projector, scheduler...) are entered in order
+    after the handlers are registered and before the broker starts."""
+    async with contextlib.AsyncExitStack() as stack:
+        embedded = None
+        urls = list(settings.nats_urls)
+        if not urls:
+            embedded = EmbeddedNats(settings.nats_store_dir).start()
+            stack.callback(embedded.stop)
+            urls = [embedded.url]
+        nc = await nats.connect(servers=urls, name="threadlog", max_reconnect_attempts=-1)
+        stack.push_async_callback(nc.close)
+        spec = EventStreamSpec(name=settings.events_stream, replicas=settings.replicas,
+                               duplicate_window_s=settings.duplicate_window_s)
+        store = EventStore(nc, spec, timeout=settings.request_timeout_s)
+        await store.setup()
+        command_log = await CommandLog.open(store.js, f"{settings.events_stream}_commands",
+                                            ttl_s=settings.duplicate_window_s,
+                                            replicas=settings.replicas)
+        broker = make_broker(urls, max_command_bytes=settings.max_command_bytes, logger=None)
+        handlers = await build_handlers(broker, store, command_log)
+        rt = Runtime(settings, urls, nc, store, broker, handlers, embedded)
+        for part in extra_parts or []:
+            await stack.enter_async_context(part(rt))
+        if before_start is not None:
+            await before_start(rt)
+        await broker.start()
+        stack.push_async_callback(broker.stop)
+        yield rt
