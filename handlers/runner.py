@@ -48,28 +48,38 @@ class CommandRunner:
             stored = await self.command_log.lookup(cmd)
             if stored is not None:
                 return stored
+        decision, seq = await self.apply(
+            thread_id, cmd.command_id, cmd.user_id, lambda st: decide(st, cmd),
+            lambda st: replay(st, cmd), correlation_id=cmd.correlation_id)
+        return await self._finish(cmd, decision, seq)
+
+    async def apply(self, thread_id: str, command_id: str, user_id: str | None,
+                    decide: Callable[[ThreadState], Decision],
+                    replay: Callable[[ThreadState], Decision], *,
+                    correlation_id: str | None = None) -> tuple[Decision, int]:
+        """Decide on the thread's current state and append, under the thread's lock,
+        retrying on conflicts. Returns the decision and the thread's version after it."""
         async with self.states.lock(thread_id):
             state = await self.states.get(thread_id)
             for _ in range(self.max_attempts):
-                if cmd.command_id in state.commands:
-                    decision = replay(state, cmd)
-                    return await self._finish(cmd, decision, state.version)
-                decision = decide(state, cmd)
+                if command_id in state.commands:
+                    return replay(state), state.version
+                decision = decide(state)
                 if not decision.events:
-                    return await self._finish(cmd, decision, state.version)
+                    return decision, state.version
                 try:
                     res = await self.store.append(
                         state.aggregate, decision.events,
-                        expected=state.version or "no_stream", command_id=cmd.command_id,
-                        user_id=cmd.user_id, correlation_id=cmd.correlation_id)
+                        expected=state.version or "no_stream", command_id=command_id,
+                        user_id=user_id, correlation_id=correlation_id)
                 except ConcurrencyError:
                     state = await self.states.refresh(thread_id)
                     continue
                 if res.duplicate:
-                    state = await self.states.refresh(thread_id)
+                    await self.states.refresh(thread_id)
                 else:
-                    self.states.advance(state, decision.events, res.last_seq, cmd.command_id)
-                return await self._finish(cmd, decision, res.last_seq)
+                    self.states.advance(state, decision.events, res.last_seq, command_id)
+                return decision, res.last_seq
         raise ConcurrencyError(
             f"thread {thread_id!r} kept changing; gave up after {self.max_attempts} attempts",
             current_version=state.version)

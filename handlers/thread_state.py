@@ -25,8 +25,11 @@ from events import (
     ThreadMetadataUpdated,
 )
 from events.catalogue import Event
+from events.content import ContentPart
 
 MAX_REMEMBERED_COMMANDS = 1_000
+RECENT_CAPACITY = 512
+"""Messages whose content the state keeps: the context window's upper bound."""
 
 
 @dataclass
@@ -35,6 +38,18 @@ class MessageInfo:
     step_order: int
     role: str
     status: str
+
+
+@dataclass
+class RecentMessage:
+    """Content of one of the thread's most recent messages (for the model's context)."""
+
+    message_id: str
+    order: int
+    step_order: int
+    role: str
+    status: str
+    content: list[ContentPart]
 
 
 @dataclass
@@ -51,6 +66,7 @@ class ThreadState:
     last_order: int = -1
     messages: dict[str, MessageInfo] = field(default_factory=dict)
     max_step: dict[int, int] = field(default_factory=dict)
+    recent: OrderedDict[str, RecentMessage] = field(default_factory=OrderedDict)
     commands: OrderedDict[str, list[Event]] = field(default_factory=OrderedDict)
     """Events of the most recent commands (by command id), to answer a re-sent command."""
 
@@ -81,15 +97,26 @@ class ThreadState:
         elif isinstance(event, ThreadDeleted):
             self.deleted = True
             self.messages.clear()
+            self.recent.clear()
         elif isinstance(event, MessageSaved):
             self.messages[event.message_id] = MessageInfo(
                 event.order, event.step_order, event.role, event.status)
             self.last_order = max(self.last_order, event.order)
             self.max_step[event.order] = max(self.max_step.get(event.order, 0), event.step_order)
+            self.recent[event.message_id] = RecentMessage(
+                event.message_id, event.order, event.step_order, event.role, event.status,
+                list(event.content))
+            while len(self.recent) > RECENT_CAPACITY:
+                self.recent.popitem(last=False)
         elif isinstance(event, MessageStatusChanged | MessageFinalized):
             info = self.messages.get(event.message_id)
             if info is not None:
                 info.status = event.status
+            rec = self.recent.get(event.message_id)
+            if rec is not None:
+                rec.status = event.status
+                if isinstance(event, MessageFinalized) and event.content:
+                    rec.content = list(event.content)
         if seq is not None:
             self.version = seq
 

@@ -1,0 +1,30 @@
+"""The one place that imports litellm: lazily, offline, with the scripted provider registered.
+
+Importing litellm costs ~2.5 s, so modules of this package import it only through
+``load_litellm()`` at call time. The first call sets ``LITELLM_LOCAL_MODEL_COST_MAP=True``
+(litellm would otherwise fetch its price map from the network), silences litellm's
+"Provider List" banners, and registers the ``scripted/`` provider.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import Any
+
+_litellm: ModuleType | None = None
+
+
+def load_litellm() -> Any:
+    """The litellm module, imported and set up once. Typed ``Any``: litellm has no stubs."""
+    global _litellm
+    if _litellm is None:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import litellm
+
+        litellm.suppress_debug_info = True
+        from handlers.llm.scripted.provider import register_scripted_provider
+
+        register_scripted_provider(litellm)
+        _litellm = litellm
+    return _litellm
