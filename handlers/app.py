@@ -16,6 +16,8 @@ from faststream.nats import NatsBroker
 from events import Aggregate, EventStore
 
 from handlers import subjects, thread_decisions
+from handlers.agents.definition import AgentRegistry
+from handlers.agents.generation import Generator
 from handlers.command_log import CommandLog
 from handlers.commands import CreateThread, DeleteThread, SaveMessages, UpdateThread
 from handlers.middleware import error_middleware, size_limit_middleware
@@ -36,15 +38,21 @@ class Handlers:
     store: EventStore
     states: ThreadStateCache
     runner: CommandRunner
+    generator: Generator
 
 
 async def build_handlers(broker: NatsBroker, store: EventStore,
-                         command_log: CommandLog | None) -> Handlers:
-    """Register the thread command subscribers on ``broker``."""
+                         command_log: CommandLog | None,
+                         agents: AgentRegistry | None = None) -> Handlers:
+    """Register the thread and agent command subscribers on ``broker``."""
+    from handlers.agents.app import make_generator, register_agent_commands
+
     states = ThreadStateCache(store)
     runner = CommandRunner(store, states, command_log)
     register_thread_commands(broker, runner)
-    return Handlers(store, states, runner)
+    generator = make_generator(runner, store.nc, agents or AgentRegistry())
+    register_agent_commands(broker, generator)
+    return Handlers(store, states, runner, generator)
 
 
 def register_thread_commands(broker: NatsBroker, runner: CommandRunner) -> None:

@@ -9,6 +9,7 @@ means an immediate ``unavailable`` error: commands are never silently queued.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,8 +78,80 @@ class Client:
     async def delete_thread(self, thread_id: str, *, command_id: str | None = None) -> Result:
         return await self.command(subjects.DELETE_THREAD, command_id, thread_id=thread_id)
 
+    def _generate_body(self, agent: str, thread_id: str, prompt: str | None,
+                       prompt_message_id: str | None, command_id: str | None,
+                       **extra: Any) -> dict[str, Any]:
+        body = {"command_id": command_id or new_id(), "user_id": self.user_id, "agent": agent,
+                "thread_id": thread_id, "prompt": prompt,
+                "prompt_message_id": prompt_message_id, **extra}
+        return {k: v for k, v in body.items() if v is not None}
+
+    async def generate_text(self, agent: str, thread_id: str, prompt: str | None = None, *,
+                            prompt_message_id: str | None = None,
+                            command_id: str | None = None, **extra: Any) -> Result:
+        """Run ``agent`` on ``prompt`` (or an existing ``prompt_message_id``); the result
+        has ``text``, ``message_id``, ``usage``... (see ``GenerationResult``)."""
+        body = self._generate_body(agent, thread_id, prompt, prompt_message_id, command_id,
+                                   **extra)
+        return await self.request(subjects.GENERATE, body, timeout=self.timeout * 6)
+
+    async def generate_object(self, agent: str, thread_id: str, prompt: str,
+                              schema: dict[str, Any], **extra: Any) -> Result:
+        """Like ``generate_text`` with ``output_schema``: ``result.value['object']``."""
+        return await self.generate_text(agent, thread_id, prompt, output_schema=schema, **extra)
+
+    def stream_text(self, agent: str, thread_id: str, prompt: str | None = None, *,
+                    prompt_message_id: str | None = None, command_id: str | None = None,
+                    deltas_stream: str = "DELTAS", **extra: Any) -> TextStream:
+        """``async for text in client.stream_text(...)``; then ``.result``."""
+        body = self._generate_body(agent, thread_id, prompt, prompt_message_id, command_id,
+                                   stream=True, **extra)
+        return TextStream(self, body, thread_id, deltas_stream)
+
+    async def abort(self, thread_id: str, message_id: str) -> Result:
+        return await self.command(subjects.ABORT, None, thread_id=thread_id,
+                                  message_id=message_id)
+
     async def query(self, subject: str, *, min_seq: int | None = None, **fields: Any) -> Result:
         body = {"user_id": self.user_id, **fields}
         if min_seq is not None:
             body["min_seq"] = min_seq
         return await self.request(subject, body)
+
+
+class TextStream:
+    """Text deltas of one generation as they are produced; ``result`` when done."""
+
+    def __init__(self, client: Client, body: dict[str, Any], thread_id: str,
+                 deltas_stream: str) -> None:
+        self._client = client
+        self._body = body
+        self._thread_id = thread_id
+        self._stream = deltas_stream
+        self.result: Result | None = None
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        import asyncio
+
+        nc = self._client.nc
+        gen_id = self._body["command_id"]
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        async def on_chunk(msg: Any) -> None:
+            chunk = json.loads(msg.data)
+            if chunk.get("generation_id") == gen_id:
+                await queue.put(chunk)
+
+        sub = await nc.subscribe(f"deltas.{self._thread_id}.*", cb=on_chunk)
+        task = asyncio.ensure_future(self._client.request(subjects.GENERATE, self._body))
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while True:
+                chunk = await queue.get()
+                if chunk is None:
+                    break
+                if chunk.get("text"):
+                    yield chunk["text"]
+            self.result = await task
+        finally:
+            await sub.unsubscribe()

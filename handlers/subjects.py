@@ -11,5 +11,8 @@ UPDATE_THREAD = "cmd.thread.update"
 DELETE_THREAD = "cmd.thread.delete"
 DELETE_USER_DATA = "cmd.user.delete"
 SAVE_MESSAGES = "cmd.messages.save"
+GENERATE = "cmd.agent.generate"
+ABORT = "cmd.agent.abort"
 
-ALL = [CREATE_THREAD, UPDATE_THREAD, DELETE_THREAD, DELETE_USER_DATA, SAVE_MESSAGES]
+ALL = [CREATE_THREAD, UPDATE_THREAD, DELETE_THREAD, DELETE_USER_DATA, SAVE_MESSAGES, GENERATE,
+       ABORT]

@@ -18,7 +18,9 @@ from nats.aio.client import Client as NATS
 
 from events import EventStore, EventStreamSpec
 from handlers import Client, CommandLog, build_handlers, make_broker
+from handlers.agents.definition import Agent, AgentRegistry
 from handlers.app import Handlers
+from handlers.streaming import DeltaStreamSpec, ensure_delta_stream
 from threadlog.embedded_nats import EmbeddedNats
 from threadlog.settings import Settings
 
@@ -42,6 +44,7 @@ class Runtime:
 
 @contextlib.asynccontextmanager
 async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
+                  agents: list[Agent] | None = None,
                   before_start: Callable[[Runtime], Awaitable[None]] | None = None
                   ) -> AsyncIterator[Runtime]:
     """Start everything; ``extra_parts`` (projector, scheduler...) are entered in order
@@ -63,7 +66,10 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
                                             ttl_s=settings.duplicate_window_s,
                                             replicas=settings.replicas)
         broker = make_broker(urls, max_command_bytes=settings.max_command_bytes, logger=None)
-        handlers = await build_handlers(broker, store, command_log)
+        await ensure_delta_stream(nc, DeltaStreamSpec(
+            name=settings.deltas_stream, max_age_s=settings.deltas_max_age_s,
+            replicas=settings.replicas))
+        handlers = await build_handlers(broker, store, command_log, AgentRegistry(agents))
         rt = Runtime(settings, urls, nc, store, broker, handlers, embedded)
         for part in extra_parts or []:
             await stack.enter_async_context(part(rt))

@@ -1,0 +1,1 @@
+"""Agents: definitions, the generation loop, and their command subscribers."""

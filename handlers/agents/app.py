@@ -1,0 +1,66 @@
+"""Agent command subscribers: ``cmd.agent.generate``, ``cmd.agent.abort``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faststream.nats import NatsBroker
+from nats.aio.client import Client as NATS
+
+from events import NotFound
+
+from handlers import subjects
+from handlers.agents.commands import Abort, Generate
+from handlers.agents.definition import AgentRegistry
+from handlers.agents.generation import Generator
+from handlers.agents.llm_bridge import call_step, tool_runner
+from handlers.client import Client
+from handlers.runner import CommandRunner
+from handlers.streaming import DeltaWriter
+
+GENERATE = subjects.GENERATE
+ABORT = subjects.ABORT
+
+
+def make_generator(runner: CommandRunner, nc: NATS | None, agents: AgentRegistry) -> Generator:
+    def writer(thread_id: str, message_id: str, generation_id: str) -> DeltaWriter:
+        assert nc is not None
+        return DeltaWriter(nc, thread_id, message_id, generation_id=generation_id)
+
+    def client_for(user_id: str) -> Client | None:
+        return Client(nc, user_id=user_id) if nc is not None else None
+
+    return Generator(runner, runner.store, agents, call_step, tool_runner(client_for),
+                     writer if nc is not None else None)
+
+
+def register_agent_commands(broker: NatsBroker, generator: Generator) -> None:
+    log = generator.runner.command_log
+
+    @broker.subscriber(GENERATE, title=GENERATE,
+                       description="Run an agent in a thread (text, or an object for "
+                                   "output_schema); stream=true publishes deltas.")
+    async def generate(body: Generate) -> dict[str, Any]:
+        from events.replies import Reply
+
+        if log is not None:
+            stored = await log.lookup(body)
+            if stored is not None:
+                return stored.model_dump(mode="json")
+        res = await generator.generate(body)
+        reply = Reply.success(res.to_dict(), res.seq)
+        if log is not None:
+            await log.record(body, reply)
+        return reply.model_dump(mode="json")
+
+    @broker.subscriber(ABORT, title=ABORT, description="Abort a running generation.")
+    async def abort(body: Abort) -> dict[str, Any]:
+        from events.replies import Reply
+
+        ev = generator.aborts.get(body.message_id)
+        if ev is None:
+            raise NotFound(f"no running generation for message {body.message_id!r}",
+                           details={"message_id": body.message_id})
+        ev.set()
+        return Reply.success({"message_id": body.message_id, "aborted": True}).model_dump(
+            mode="json")

@@ -1,0 +1,67 @@
+"""``Agent``: a named model with instructions, tools, limits and hooks (Convex Agent's
+constructor, in Python). Agents are registered with the handlers app; any agent can
+generate in any thread."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from events import NotFound, UsageRecorded
+
+from handlers.llm.call_settings import CallSettings
+
+UsageHandler = Callable[[UsageRecorded], Awaitable[None] | None]
+RawResponseHandler = Callable[[dict[str, Any], dict[str, Any]], Awaitable[None] | None]
+ContextHandler = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
+StorageMode = Literal["prompt_and_output", "all", "none"]
+
+
+@dataclass(frozen=True)
+class ContextOptions:
+    """Which earlier messages the model sees: the most recent ``recent_messages`` that
+    succeeded, up to the prompt's order; tool messages unless ``exclude_tool_messages``."""
+
+    recent_messages: int = 100
+    exclude_tool_messages: bool = False
+
+
+@dataclass
+class Agent:
+    name: str
+    model: str
+    instructions: str | None = None
+    tools: list[Any] = field(default_factory=list)
+    max_steps: int = 5
+    call_settings: CallSettings = field(default_factory=CallSettings)
+    provider_options: dict[str, Any] = field(default_factory=dict)
+    fallback_models: tuple[str, ...] = ()
+    embedding_model: str | None = None
+    context_options: ContextOptions = field(default_factory=ContextOptions)
+    storage: StorageMode = "prompt_and_output"
+    usage_handler: UsageHandler | None = None
+    raw_response_handler: RawResponseHandler | None = None
+    context_handler: ContextHandler | None = None
+    custom_context: Any = None
+
+
+class AgentRegistry:
+    def __init__(self, agents: list[Agent] | None = None) -> None:
+        self._agents: dict[str, Agent] = {}
+        for a in agents or []:
+            self.add(a)
+
+    def add(self, agent: Agent) -> Agent:
+        self._agents[agent.name] = agent
+        return agent
+
+    def get(self, name: str) -> Agent:
+        try:
+            return self._agents[name]
+        except KeyError:
+            raise NotFound(f"unknown agent {name!r}", details={"agent": name,
+                           "known": sorted(self._agents)}, code="unknown_agent") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._agents)

@@ -1,0 +1,348 @@
+"""Running an agent in a thread: prompt, context, model steps, tools, usage, deltas.
+
+Guarantees
+- The prompt (unless given by id) and a ``pending`` assistant message are saved before
+  the model is called; each step is saved when it ends (same ``order``, increasing
+  ``step_order``); the final step finalizes the pending message.
+- Any failure or abort after the pending message exists finalizes it as ``failed`` with
+  the error: no message is left pending by a generation that has ended.
+- Every model call appends one ``usage_recorded`` event on ``usage.<user_id>`` whose id
+  derives from the call id: retries and re-appends never double count.
+- The context is read from the thread state right after the prompt append (which the
+  store checked against the thread's latest version), so it includes every event
+  appended before the command; it is bounded by the context options, not the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from events import (
+    Aggregate,
+    EventStore,
+    MessageFinalized,
+    MessageSaved,
+    TextPart,
+    ThreadlogError,
+    ToolApprovalRequested,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallPart,
+    ToolCallRequested,
+    ToolResultPart,
+    Usage,
+    UsageRecorded,
+    ValidationFailed,
+    derived_id,
+)
+from events.catalogue import Event
+
+from handlers.agents.commands import Generate
+from handlers.agents.context import build_context
+from handlers.agents.definition import Agent, AgentRegistry
+from handlers.llm.results import ModelResult
+from handlers.runner import CommandRunner
+from handlers.streaming import DeltaWriter
+from handlers.thread_decisions import Decision, require_owned
+from handlers.thread_state import ThreadState
+
+DeltaSink = Callable[[str], Awaitable[None]]
+
+
+class StepCaller(Protocol):
+    """One model step (with retries/fallbacks inside), streaming text to ``on_text``."""
+
+    async def __call__(self, agent: Agent, messages: list[dict[str, Any]],
+                       tools: list[Any], *, on_text: DeltaSink | None,
+                       abort: asyncio.Event | None,
+                       output_schema: dict[str, Any] | None) -> ModelResult: ...
+
+
+class ToolRunner(Protocol):
+    async def __call__(self, tool: Any, call: Any, ctx: dict[str, Any]) -> ToolResultPart: ...
+
+
+@dataclass
+class GenerationResult:
+    thread_id: str
+    prompt_message_id: str | None
+    message_id: str | None
+    order: int | None
+    text: str
+    object: Any = None
+    status: str = "success"
+    finish_reason: str | None = None
+    steps: int = 0
+    usage: Usage = field(default_factory=Usage)
+    cost: float = 0.0
+    seq: int = 0
+    awaiting_approval: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"thread_id": self.thread_id, "prompt_message_id": self.prompt_message_id,
+                "message_id": self.message_id, "order": self.order, "text": self.text,
+                "object": self.object, "status": self.status,
+                "finish_reason": self.finish_reason, "steps": self.steps,
+                "usage": self.usage.model_dump(), "cost": self.cost,
+                "awaiting_approval": self.awaiting_approval}
+
+
+def add_usage(a: Usage, b: Usage) -> Usage:
+    return Usage(**{k: getattr(a, k) + getattr(b, k) for k in Usage.model_fields})
+
+
+class Generator:
+    def __init__(self, runner: CommandRunner, store: EventStore, agents: AgentRegistry,
+                 call_step: StepCaller, run_tool: ToolRunner,
+                 delta_writer: Callable[[str, str, str], DeltaWriter] | None) -> None:
+        self.runner = runner
+        self.store = store
+        self.agents = agents
+        self.call_step = call_step
+        self.run_tool = run_tool
+        self.delta_writer = delta_writer
+        self.aborts: dict[str, asyncio.Event] = {}
+
+    # -- the prompt -------------------------------------------------------------------
+    def _decide_prompt(self, cmd: Generate, agent: Agent) -> Callable[[ThreadState], Decision]:
+        def decide(state: ThreadState) -> Decision:
+            require_owned(state, cmd.user_id)
+            events: list[Event] = []
+            if cmd.prompt_message_id is not None:
+                info = state.messages.get(cmd.prompt_message_id)
+                if info is None:
+                    raise ThreadlogError(f"prompt message {cmd.prompt_message_id!r} not found",
+                                         code="not_found",
+                                         details={"message_id": cmd.prompt_message_id})
+                prompt_id, order = cmd.prompt_message_id, info.order
+            else:
+                prompt_id = derived_id("prompt", cmd.command_id)
+                order = state.last_order + 1
+                events.append(MessageSaved(
+                    message_id=prompt_id, thread_id=state.thread_id, order=order,
+                    role="user", content=[TextPart(text=cmd.prompt or "")]))
+            step = state.max_step.get(order, 0) + (1 if cmd.prompt_message_id else 1)
+            pending_id = derived_id("reply", cmd.command_id, "0")
+            events.append(MessageSaved(
+                message_id=pending_id, thread_id=state.thread_id, order=order,
+                step_order=step, role="assistant", content=[], status="pending",
+                agent_name=agent.name, model=agent.model, prompt_message_id=prompt_id))
+            return Decision(events, {"prompt_message_id": prompt_id, "message_id": pending_id,
+                                     "order": order, "step_order": step})
+
+        return decide
+
+    @staticmethod
+    def _replay_prompt(cmd: Generate) -> Callable[[ThreadState], Decision]:
+        def replay(state: ThreadState) -> Decision:
+            evs = [e for e in state.commands.get(cmd.command_id + "-p", [])
+                   if isinstance(e, MessageSaved)]
+            pending = evs[-1]
+            return Decision([], {"prompt_message_id": pending.prompt_message_id,
+                                 "message_id": pending.message_id, "order": pending.order,
+                                 "step_order": pending.step_order})
+
+        return replay
+
+    # -- the run ----------------------------------------------------------------------
+    async def generate(self, cmd: Generate, *, on_text: DeltaSink | None = None,
+                       tools: list[Any] | None = None,
+                       validate_object: Callable[[Any], Any] | None = None
+                       ) -> GenerationResult:
+        """Run the agent; raise a :class:`ThreadlogError` after marking the message failed."""
+        agent = self.agents.get(cmd.agent)
+        decision, seq = await self.runner.apply(
+            cmd.thread_id, cmd.command_id + "-p", cmd.user_id,
+            self._decide_prompt(cmd, agent), self._replay_prompt(cmd),
+            correlation_id=cmd.command_id)
+        r = decision.result
+        res = GenerationResult(cmd.thread_id, r["prompt_message_id"], r["message_id"],
+                               r["order"], "", seq=seq)
+        state = await self.runner.states.get(cmd.thread_id)
+        messages = build_context(state, agent, r["order"], r["step_order"])
+        writer = (self.delta_writer(cmd.thread_id, res.message_id or "", cmd.command_id)
+                  if cmd.stream and self.delta_writer else None)
+        abort = self.aborts.setdefault(res.message_id or "", asyncio.Event())
+        try:
+            await self._loop(cmd, agent, res, messages, r["step_order"], tools or agent.tools,
+                             on_text, writer, abort, validate_object)
+        except BaseException as exc:
+            err = exc if isinstance(exc, ThreadlogError) else ThreadlogError(
+                f"generation failed: {type(exc).__name__}: {exc}", code="generation_failed")
+            if isinstance(exc, asyncio.CancelledError):
+                err = ThreadlogError("generation aborted", code="aborted")
+            res.status = "failed"
+            await self._finalize(cmd, res, [], "failed", error=err.message,
+                                 finish_reason=res.finish_reason or "error")
+            if writer is not None:
+                await writer.close("failed")
+            raise err from exc
+        finally:
+            self.aborts.pop(res.message_id or "", None)
+        if writer is not None:
+            await writer.close(res.status)
+        return res
+
+    async def _loop(self, cmd: Generate, agent: Agent, res: GenerationResult,
+                    messages: list[dict[str, Any]], step: int, tools: list[Any],
+                    on_text: DeltaSink | None, writer: DeltaWriter | None,
+                    abort: asyncio.Event, validate_object: Callable[[Any], Any] | None
+                    ) -> None:
+        by_name = {t.name: t for t in tools}
+        max_steps = cmd.max_steps or agent.max_steps
+        repaired = False
+
+        async def sink(text: str) -> None:
+            if writer is not None:
+                await writer.write(text)
+            if on_text is not None:
+                await on_text(text)
+
+        for n in range(max_steps):
+            offered = tools if n < max_steps - 1 else []
+            result = await self.call_step(
+                agent, messages, offered, on_text=sink if (writer or on_text) else None,
+                abort=abort, output_schema=cmd.output_schema)
+            res.steps += 1
+            await self._record_usage(cmd, agent, result)
+            res.usage = add_usage(res.usage, result.usage)
+            res.cost += result.cost
+            res.finish_reason = result.finish_reason
+            if result.aborted:
+                raise ThreadlogError("generation aborted", code="aborted")
+            if not result.tool_calls:
+                res.text = result.text
+                if cmd.output_schema is not None:
+                    try:
+                        res.object = self._parse_object(result.text, validate_object)
+                    except ValidationFailed as exc:
+                        if repaired:
+                            raise
+                        repaired = True
+                        messages = [*messages, {"role": "assistant", "content": result.text},
+                                    {"role": "user", "content":
+                                     f"That output was invalid: {exc.message}. Reply with "
+                                     "only a JSON object matching the schema."}]
+                        continue
+                res.seq = await self._finalize(cmd, res, result.content_parts(), "success",
+                                               finish_reason=result.finish_reason, result=result)
+                return
+            step = await self._tool_step(cmd, agent, res, result, step, by_name, messages)
+            if res.awaiting_approval:
+                return
+        raise ThreadlogError(f"no final answer within {max_steps} steps",
+                             code="max_steps_reached", details={"max_steps": max_steps})
+
+    @staticmethod
+    def _parse_object(text: str, validate: Callable[[Any], Any] | None) -> Any:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValidationFailed(f"output is not JSON: {exc.msg}",
+                                   details={"output": text[:500]}) from None
+        if validate is None:
+            return value
+        try:
+            return validate(value)
+        except ValidationFailed:
+            raise
+        except Exception as exc:  # pydantic.ValidationError and friends
+            raise ValidationFailed(f"output does not match the schema: {exc}",
+                                   details={"output": text[:500]}) from None
+
+    async def _tool_step(self, cmd: Generate, agent: Agent, res: GenerationResult,
+                         result: ModelResult, step: int, by_name: dict[str, Any],
+                         messages: list[dict[str, Any]]) -> int:
+        """Save the assistant's tool calls, run the tools, save their results, and open
+        the next pending message. Returns the next pending message's step_order."""
+        tid, order = cmd.thread_id, res.order or 0
+        calls = list(result.tool_calls)
+        ctx = {"agent": agent, "user_id": cmd.user_id, "thread_id": tid,
+               "prompt_message_id": res.prompt_message_id, "message_id": res.message_id}
+        needs = [c for c in calls if getattr(by_name.get(c.name), "needs_approval", False)]
+        outputs: list[ToolResultPart] = []
+        if not needs:
+            outputs = list(await asyncio.gather(
+                *(self.run_tool(by_name.get(c.name), c, ctx) for c in calls)))
+        events: list[Event] = [MessageFinalized(
+            message_id=res.message_id or "", thread_id=tid, status="success",
+            content=result.content_parts(), usage=result.usage,
+            finish_reason=result.finish_reason, model=result.model, provider=result.provider)]
+        for c in calls:
+            events.append(ToolCallRequested(thread_id=tid, message_id=res.message_id or "",
+                                            tool_call_id=c.id, tool_name=c.name, args=c.args))
+        if needs:
+            for c in needs:
+                events.append(ToolApprovalRequested(
+                    thread_id=tid, message_id=res.message_id or "", tool_call_id=c.id,
+                    tool_name=c.name, args=c.args))
+            res.awaiting_approval = [c.id for c in needs]
+            res.status = "awaiting_approval"
+            _, res.seq = await self._append(cmd, f"s{step}", events)
+            return step
+        tool_msg_id = derived_id("tool", cmd.command_id, str(step))
+        events.append(MessageSaved(message_id=tool_msg_id, thread_id=tid, order=order,
+                                   step_order=step + 1, role="tool", content=list(outputs),
+                                   agent_name=agent.name))
+        for out in outputs:
+            if out.is_error:
+                events.append(ToolCallFailed(thread_id=tid, message_id=tool_msg_id,
+                                             tool_call_id=out.tool_call_id,
+                                             tool_name=out.tool_name, error=str(out.result)))
+            else:
+                events.append(ToolCallCompleted(thread_id=tid, message_id=tool_msg_id,
+                                                tool_call_id=out.tool_call_id,
+                                                tool_name=out.tool_name, result=out.result))
+        next_id = derived_id("reply", cmd.command_id, str(step + 2))
+        events.append(MessageSaved(message_id=next_id, thread_id=tid, order=order,
+                                   step_order=step + 2, role="assistant", content=[],
+                                   status="pending", agent_name=agent.name, model=agent.model,
+                                   prompt_message_id=res.prompt_message_id))
+        _, res.seq = await self._append(cmd, f"s{step}", events)
+        from handlers.llm.messages import ContextMessage, to_chat_messages
+
+        messages.extend(to_chat_messages([
+            ContextMessage(role="assistant", content=result.content_parts()),
+            ContextMessage(role="tool", content=list(outputs))]))
+        res.message_id = next_id
+        return step + 2
+
+    async def _append(self, cmd: Generate, tag: str, events: list[Event]) -> tuple[Any, int]:
+        def decide(state: ThreadState) -> Decision:
+            return Decision(events, {})
+
+        return await self.runner.apply(cmd.thread_id, f"{cmd.command_id}-{tag}", cmd.user_id,
+                                       decide, lambda st: Decision([], {}),
+                                       correlation_id=cmd.command_id)
+
+    async def _finalize(self, cmd: Generate, res: GenerationResult, content: list[Any],
+                        status: str, *, error: str | None = None,
+                        finish_reason: str | None = None,
+                        result: ModelResult | None = None) -> int:
+        ev = MessageFinalized(
+            message_id=res.message_id or "", thread_id=cmd.thread_id, status=status,  # type: ignore[arg-type]
+            content=content, usage=result.usage if result else None,
+            finish_reason=finish_reason, error=error,
+            model=result.model if result else None, provider=result.provider if result else None)
+        _, seq = await self._append(cmd, "final", [ev])
+        return seq
+
+    async def _record_usage(self, cmd: Generate, agent: Agent, result: ModelResult) -> None:
+        ev = UsageRecorded(call_id=result.call_id, user_id=cmd.user_id, thread_id=cmd.thread_id,
+                           agent_name=agent.name, model=result.model, provider=result.provider,
+                           usage=result.usage, cost=result.cost,
+                           provider_metadata=result.provider_metadata)
+        agg = Aggregate("usage", cmd.user_id)
+        env = self.store.envelopes(agg, [ev], user_id=cmd.user_id, command_id=None,
+                                   correlation_id=cmd.command_id)[0]
+        env = env.model_copy(update={"event_id": derived_id("usage", result.call_id)})
+        await self.store.append(agg, [env])
+        if agent.usage_handler is not None:
+            out = agent.usage_handler(ev)
+            if inspect.isawaitable(out):
+                await out

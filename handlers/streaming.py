@@ -1,0 +1,128 @@
+"""Token deltas of a generation, on their own short-retention stream (not the event log).
+
+Subject ``deltas.<thread_id>.<message_id>``; each chunk is JSON
+``{"message_id", "i", "start", "text", "done", "status"}``: ``i`` counts chunks from 0,
+``start`` is the character offset of ``text`` in the message. The last chunk has
+``done: true`` and the message's final status. A subscriber that joins late replays the
+chunks from any ``i`` (cursor) and then follows live; after the stream's max age the
+chunks are gone and the finished message (a durable event) is the record.
+
+Chunking: text is flushed at a word or line boundary once ``min_chars`` have gathered or
+``throttle_s`` has passed since the last flush, so a subscriber sees whole words at a
+bounded rate.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client as NATS
+from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from events import Timeout, check_token
+
+DELTA_PREFIX = "deltas"
+
+
+@dataclass(frozen=True)
+class DeltaStreamSpec:
+    name: str = "DELTAS"
+    max_age_s: float = 600.0
+    replicas: int = 1
+
+
+async def ensure_delta_stream(nc: NATS, spec: DeltaStreamSpec) -> None:
+    js = nc.jetstream()
+    cfg = StreamConfig(name=spec.name, subjects=[f"{DELTA_PREFIX}.>"],
+                       storage=StorageType.MEMORY, max_age=spec.max_age_s,
+                       num_replicas=spec.replicas)
+    try:
+        await js.stream_info(spec.name)
+    except NotFoundError:
+        await js.add_stream(cfg)
+
+
+def delta_subject(thread_id: str, message_id: str) -> str:
+    check_token(thread_id, what="thread_id")
+    check_token(message_id, what="message_id")
+    return f"{DELTA_PREFIX}.{thread_id}.{message_id}"
+
+
+class DeltaWriter:
+    """Buffers streamed text and publishes chunks (fire-and-forget core publishes: the
+    stream captures them in order; a lost chunk costs only live display, never the record).
+    """
+
+    def __init__(self, nc: NATS, thread_id: str, message_id: str, *, min_chars: int = 24,
+                 throttle_s: float = 0.05, generation_id: str | None = None) -> None:
+        self.nc = nc
+        self.generation_id = generation_id
+        self.subject = delta_subject(thread_id, message_id)
+        self.message_id = message_id
+        self.min_chars = min_chars
+        self.throttle_s = throttle_s
+        self._buf = ""
+        self._sent = 0
+        self._i = 0
+        self._last = time.monotonic()
+
+    async def write(self, text: str) -> None:
+        self._buf += text
+        due = len(self._buf) >= self.min_chars or (
+            time.monotonic() - self._last >= self.throttle_s)
+        if not due:
+            return
+        cut = max(self._buf.rfind(" "), self._buf.rfind("\n"))
+        if cut <= 0:
+            return
+        await self._publish(self._buf[:cut + 1], done=False)
+        self._buf = self._buf[cut + 1:]
+
+    async def close(self, status: str = "success") -> None:
+        await self._publish(self._buf, done=True, status=status)
+        self._buf = ""
+        await self.nc.flush()
+
+    async def _publish(self, text: str, *, done: bool, status: str | None = None) -> None:
+        body: dict[str, Any] = {"message_id": self.message_id, "i": self._i,
+                                "start": self._sent, "text": text, "done": done,
+                                "generation_id": self.generation_id}
+        if status is not None:
+            body["status"] = status
+        await self.nc.publish(self.subject, json.dumps(body).encode())
+        self._i += 1
+        self._sent += len(text)
+        self._last = time.monotonic()
+
+
+async def read_deltas(nc: NATS, thread_id: str, message_id: str, *, from_chunk: int = 0,
+                      stream: str = "DELTAS", idle_timeout: float = 30.0
+                      ) -> AsyncIterator[dict[str, Any]]:
+    """Chunks of one message from ``from_chunk`` on: catch up, then live, until ``done``.
+
+    Raises :class:`Timeout` if no chunk arrives for ``idle_timeout`` seconds.
+    """
+    js = nc.jetstream()
+    sub = await js.subscribe(delta_subject(thread_id, message_id), stream=stream,
+                             ordered_consumer=True, deliver_policy=DeliverPolicy.ALL,
+                             config=ConsumerConfig())
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=idle_timeout)
+            except nats.errors.TimeoutError:
+                raise Timeout(f"no delta for message {message_id!r} in {idle_timeout}s",
+                              details={"message_id": message_id}) from None
+            chunk: dict[str, Any] = json.loads(msg.data)
+            if chunk["i"] >= from_chunk:
+                yield chunk
+            if chunk.get("done"):
+                return
+    finally:
+        await sub.unsubscribe()
