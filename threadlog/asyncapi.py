@@ -11,6 +11,8 @@ from nats.aio.client import Client as NATS
 
 from events import EventStore
 from handlers import make_broker
+from handlers.agents.app import make_generator, register_agent_commands
+from handlers.agents.definition import AgentRegistry
 from handlers.app import register_thread_commands
 from handlers.runner import CommandRunner
 from handlers.thread_state import ThreadStateCache
@@ -19,7 +21,9 @@ from handlers.thread_state import ThreadStateCache
 def asyncapi_json() -> str:
     broker = make_broker("nats://localhost:4222")
     store = EventStore(NATS())
-    register_thread_commands(broker, CommandRunner(store, ThreadStateCache(store), None))
+    runner = CommandRunner(store, ThreadStateCache(store), None)
+    register_thread_commands(broker, runner)
+    register_agent_commands(broker, make_generator(runner, None, AgentRegistry()))
     for register in extra_registrations():
         register(broker)
     spec = AsyncAPI(broker, title="threadlog", version=metadata.version("threadlog"),

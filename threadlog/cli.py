@@ -76,6 +76,17 @@ async def _with_signals(main: "asyncio.Future[None] | object") -> None:
         console.print("[dim]stopped[/]")
 
 
+@app.command()
+def demo(model: str = typer.Option("scripted/demo", "--model",
+                                   help="any litellm model, e.g. openai/gpt-4o-mini"),
+         data_dir: Path | None = DataDir) -> None:
+    """Run the whole loop on embedded defaults (offline scripted model), then stop."""
+    from threadlog.demo import run_demo
+
+    settings = load_settings(data_dir=data_dir, model=model)
+    asyncio.run(run_demo(settings, console))
+
+
 @events_app.command("tail")
 def events_tail(thread: str | None = typer.Option(None, "--thread", help="only this thread"),
                 from_seq: int | None = typer.Option(None, "--from-seq",

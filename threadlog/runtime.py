@@ -77,4 +77,9 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
             await before_start(rt)
         await broker.start()
         stack.push_async_callback(broker.stop)
+        # Subscriptions are live once the server has processed them: flush the broker's
+        # connection so a request sent right after start finds its responder.
+        conn = getattr(broker, "_connection", None)
+        if conn is not None:
+            await conn.flush()
         yield rt
