@@ -63,3 +63,6 @@ class CallSettings:
         if self.stop:
             out["stop"] = list(self.stop)
         return out
+
+
+DEFAULT_SETTINGS = CallSettings()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,21 @@ class ToolCall:
 
     def to_part(self) -> ToolCallPart:
         return ToolCallPart(tool_call_id=self.id, tool_name=self.name, args=self.args)
+
+
+def parse_tool_call(call_id: str, name: str, raw_args: str | None) -> ToolCall:
+    """A ``ToolCall`` from the provider's JSON argument text (errors kept, not raised)."""
+    raw = raw_args or ""
+    if not raw.strip():
+        return ToolCall(call_id, name, {}, raw)
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return ToolCall(call_id, name, {}, raw, f"arguments are not valid JSON: {exc}")
+    if not isinstance(parsed, dict):
+        return ToolCall(call_id, name, {}, raw,
+                        f"arguments must be a JSON object, got {type(parsed).__name__}")
+    return ToolCall(call_id, name, parsed, raw)
 
 
 @dataclass(frozen=True)

@@ -67,12 +67,17 @@ def usage_from_litellm(raw: Any) -> Usage:
                  cached_input_tokens=cached, cache_write_tokens=written)
 
 
+_UNPRICED: set[str] = set()
+
+
 def cost_of(model: str, usage: Usage, *,
             prices: Mapping[str, ModelPrice] | None = None) -> float:
     """USD cost of ``usage`` on ``model`` (see the module docstring); never raises."""
+    if model.startswith("scripted/"):
+        return prices[model].cost(usage) if prices and model in prices else 0.0
     if prices and model in prices:
         return prices[model].cost(usage)
-    if usage.prompt_tokens == 0 and usage.completion_tokens == 0:
+    if (usage.prompt_tokens == 0 and usage.completion_tokens == 0) or model in _UNPRICED:
         return 0.0
     litellm = load_litellm()
     try:
@@ -83,6 +88,7 @@ def cost_of(model: str, usage: Usage, *,
             cache_read_input_tokens=usage.cached_input_tokens,
             cache_creation_input_tokens=usage.cache_write_tokens,
         )
-    except Exception:  # unknown model, odd usage: billing never fails the call
+    except Exception:  # unknown model: billing never fails the call
+        _UNPRICED.add(model)  # litellm's lookup failure is slow (~0.3 ms); remember it
         return 0.0
     return max(0.0, float(prompt_cost) + float(completion_cost))

@@ -16,14 +16,15 @@ _WORD = re.compile(r"\w+")
 
 
 def hash_embedding(text: str, dimensions: int = DEFAULT_DIMENSIONS) -> list[float]:
-    """A unit vector of ``dimensions`` floats (all zeros for text without words)."""
+    """A unit vector of ``dimensions`` non-negative floats (all zeros only for text without
+    words, so cosine similarity is defined for any text with a word)."""
     if dimensions < 1:
         raise ValueError("dimensions must be >= 1")
     vector = [0.0] * dimensions
     for word in _WORD.findall(text.lower()):
         digest = hashlib.sha256(word.encode()).digest()
         index = int.from_bytes(digest[:4], "big") % dimensions
-        vector[index] += 1.0 if digest[4] & 1 else -1.0
+        vector[index] += 1.0
     norm = math.sqrt(sum(v * v for v in vector))
     return [v / norm for v in vector] if norm else vector
 

@@ -20,8 +20,7 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm
-from litellm import CustomLLM
-from litellm.llms.custom_llm import CustomLLMError
+from litellm.llms.custom_llm import CustomLLM, CustomLLMError
 
 from handlers.llm.scripted.default_behaviour import default_reply
 from handlers.llm.scripted.hash_embedding import dimensions_of_model, hash_embedding
@@ -41,10 +40,10 @@ def register_scripted_provider(module: Any) -> None:
                                                  "custom_handler": ScriptedLLM()}]
 
 
-class ScriptedLLM(CustomLLM):  # type: ignore[misc]
+class ScriptedLLM(CustomLLM):
     """litellm handler of the scripted model (sync and async, streaming or not)."""
 
-    def completion(self, model: str, messages: list[Any], optional_params: dict[str, Any],
+    def completion(self, model: str, messages: list[Any], optional_params: dict[str, Any],  # type: ignore[override]
                    **_: Any) -> Any:
         request, reply = _take(model, messages, optional_params, stream=False)
         if scripted.chunk_delay:
@@ -53,7 +52,7 @@ class ScriptedLLM(CustomLLM):  # type: ignore[misc]
             raise _error(reply)
         return _model_response(request, reply)
 
-    async def acompletion(self, model: str, messages: list[Any],
+    async def acompletion(self, model: str, messages: list[Any],  # type: ignore[override]
                           optional_params: dict[str, Any], **_: Any) -> Any:
         request, reply = _take(model, messages, optional_params, stream=False)
         if reply.hang:
@@ -64,7 +63,7 @@ class ScriptedLLM(CustomLLM):  # type: ignore[misc]
             raise _error(reply)
         return _model_response(request, reply)
 
-    def streaming(self, model: str, messages: list[Any], optional_params: dict[str, Any],
+    def streaming(self, model: str, messages: list[Any], optional_params: dict[str, Any],  # type: ignore[override]
                   **_: Any) -> Iterator[dict[str, Any]]:
         request, reply = _take(model, messages, optional_params, stream=True)
         if reply.error_status is not None and not reply.content:
@@ -74,7 +73,7 @@ class ScriptedLLM(CustomLLM):  # type: ignore[misc]
                 time.sleep(scripted.chunk_delay)
             yield chunk
 
-    async def astreaming(self, model: str, messages: list[Any],
+    async def astreaming(self, model: str, messages: list[Any],  # type: ignore[override]
                          optional_params: dict[str, Any],
                          **_: Any) -> AsyncIterator[dict[str, Any]]:
         request, reply = _take(model, messages, optional_params, stream=True)
@@ -89,11 +88,11 @@ class ScriptedLLM(CustomLLM):  # type: ignore[misc]
         if reply.error_status is not None:  # fails mid-stream, after the content
             raise _error(reply)
 
-    def embedding(self, model: str, input: list[Any], model_response: Any,
+    def embedding(self, model: str, input: list[Any], model_response: Any,  # type: ignore[override]
                   **_: Any) -> Any:
         return _embedding_response(model, input, model_response)
 
-    async def aembedding(self, model: str, input: list[Any], model_response: Any,
+    async def aembedding(self, model: str, input: list[Any], model_response: Any,  # type: ignore[override]
                          **_: Any) -> Any:
         return _embedding_response(model, input, model_response)
 
@@ -111,7 +110,8 @@ def _take(model: str, messages: list[Any], optional_params: dict[str, Any],
 
 
 def _error(reply: Reply) -> CustomLLMError:
-    return CustomLLMError(status_code=reply.error_status, message=reply.error_message)
+    return CustomLLMError(  # type: ignore[no-untyped-call]
+        status_code=reply.error_status, message=reply.error_message)
 
 
 def _tool_call_id(request: ScriptedRequest, index: int, name: str) -> str:

@@ -51,7 +51,8 @@ class Reply:
         return cls(content=text, tool_calls=(ScriptedToolCall(name, dict(args or {}), id),))
 
     @classmethod
-    def tool_calls(cls, calls: Iterable[ScriptedToolCall], *, text: str = "") -> Reply:
+    def parallel_tool_calls(cls, calls: Iterable[ScriptedToolCall], *,
+                            text: str = "") -> Reply:
         return cls(content=text, tool_calls=tuple(calls))
 
     @classmethod
