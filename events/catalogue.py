@@ -40,7 +40,7 @@ class Catalogue:
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
 
     def register(self, model: E) -> E:
-        name = model.model_fields["type"].default
+        name = model.__pydantic_fields__["type"].default
         if not isinstance(name, str) or not name:
             raise TypeError(f"{model.__name__} needs a `type: Literal[...]` field with a default")
         existing = self._models.get(name)

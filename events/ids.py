@@ -43,5 +43,5 @@ def new_id() -> str:
 
 
 def derived_id(*parts: str) -> str:
-    """A deterministic id derived from ``parts`` (uuid5), so a retried command yields the same id."""
+    """A deterministic id derived from ``parts`` (uuid5): a retried command gets the same id."""
     return uuid.uuid5(uuid.NAMESPACE_URL, "threadlog:" + ":".join(parts)).hex

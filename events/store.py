@@ -20,6 +20,7 @@ re-append with the same ids to find out).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -282,10 +283,8 @@ class EventStore:
                 if end is not None and (seq >= end or meta.num_pending == 0):
                     return
         finally:
-            try:
+            with contextlib.suppress(Exception):  # the connection may be closing
                 await sub.unsubscribe()
-            except Exception:
-                pass
 
     async def _first_seq_at_or_after(self, subject: str, seq: int) -> int | None:
         try:

@@ -14,7 +14,6 @@ from faststream import FastStream
 from faststream.nats import NatsBroker
 
 from events import Aggregate, EventStore
-
 from handlers import subjects, thread_decisions
 from handlers.agents.definition import AgentRegistry
 from handlers.agents.generation import Generator

@@ -18,7 +18,6 @@ from nats.aio.client import Client as NATS
 
 from events import ThreadlogError, Unavailable, new_id
 from events.replies import Reply
-
 from handlers import subjects
 
 

@@ -21,7 +21,6 @@ from nats.js.kv import KeyValue
 
 from events import ThreadlogError
 from events.replies import Reply
-
 from handlers.commands import Command
 
 

@@ -17,7 +17,6 @@ from typing import TypeVar
 
 from events import ConcurrencyError, EventStore
 from events.replies import Reply
-
 from handlers.command_log import CommandLog
 from handlers.commands import Command
 from handlers.thread_decisions import Decision

@@ -22,7 +22,6 @@ from events import (
     derived_id,
 )
 from events.catalogue import Event
-
 from handlers.commands import CreateThread, DeleteThread, SaveMessages, UpdateThread
 from handlers.thread_state import ThreadState
 

@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Coroutine
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import typer  # noqa: E402
-from rich.console import Console  # noqa: E402
+import typer
+from rich.console import Console
 
-from events import ThreadlogError  # noqa: E402
-from threadlog.cli_bench import BENCH_CONTEXT, bench_command  # noqa: E402
-from threadlog.cli_projections import projections_app  # noqa: E402
-from threadlog.settings import Settings, load_settings  # noqa: E402
+from events import ThreadlogError
+from threadlog.cli_bench import BENCH_CONTEXT, bench_command
+from threadlog.cli_projections import projections_app
+from threadlog.settings import Settings, load_settings
 
 app = typer.Typer(help="threadlog: an event-sourced backend for LLM agents.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -65,9 +67,9 @@ def serve(nats_url: str | None = NatsUrl, data_dir: Path | None = DataDir) -> No
     asyncio.run(_with_signals(serve_forever(settings, console)))
 
 
-async def _with_signals(main: "asyncio.Future[None] | object") -> None:
+async def _with_signals(main: Coroutine[Any, Any, None]) -> None:
     loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(main)  # type: ignore[arg-type]
+    task = asyncio.ensure_future(main)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
     try:

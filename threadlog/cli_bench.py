@@ -13,7 +13,6 @@ import typer
 import bench
 
 
-
 def available() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(bench.__path__)
                   if not m.name.startswith("_"))

@@ -8,7 +8,6 @@ from faststream.nats import NatsBroker
 from nats.aio.client import Client as NATS
 
 from events import NotFound
-
 from handlers import subjects
 from handlers.agents.commands import Abort, Generate
 from handlers.agents.definition import AgentRegistry

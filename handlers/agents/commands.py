@@ -7,7 +7,6 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from events import SafeId
-
 from handlers.commands import MAX_TEXT, Command
 
 

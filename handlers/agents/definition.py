@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from events import NotFound, UsageRecorded
-
 from handlers.llm.call_settings import CallSettings
 
 UsageHandler = Callable[[UsageRecorded], Awaitable[None] | None]

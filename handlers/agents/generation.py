@@ -32,7 +32,6 @@ from events import (
     ToolApprovalRequested,
     ToolCallCompleted,
     ToolCallFailed,
-    ToolCallPart,
     ToolCallRequested,
     ToolResultPart,
     Usage,
@@ -41,7 +40,6 @@ from events import (
     derived_id,
 )
 from events.catalogue import Event
-
 from handlers.agents.commands import Generate
 from handlers.agents.context import build_context
 from handlers.agents.definition import Agent, AgentRegistry
@@ -126,7 +124,7 @@ class Generator:
                 events.append(MessageSaved(
                     message_id=prompt_id, thread_id=state.thread_id, order=order,
                     role="user", content=[TextPart(text=cmd.prompt or "")]))
-            step = state.max_step.get(order, 0) + (1 if cmd.prompt_message_id else 1)
+            step = state.max_step.get(order, 0) + 1
             pending_id = derived_id("reply", cmd.command_id, "0")
             events.append(MessageSaved(
                 message_id=pending_id, thread_id=state.thread_id, order=order,
@@ -325,7 +323,7 @@ class Generator:
                         finish_reason: str | None = None,
                         result: ModelResult | None = None) -> int:
         ev = MessageFinalized(
-            message_id=res.message_id or "", thread_id=cmd.thread_id, status=status,  # type: ignore[arg-type]
+            message_id=res.message_id or "", thread_id=cmd.thread_id, status=status,
             content=content, usage=result.usage if result else None,
             finish_reason=finish_reason, error=error,
             model=result.model if result else None, provider=result.provider if result else None)

@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 from events import ToolResultPart
-
 from handlers.agents.definition import Agent
 from handlers.agents.generation import DeltaSink
 from handlers.llm.results import ModelResult, TextDelta, ToolCall
@@ -32,7 +31,7 @@ async def call_step(agent: Agent, messages: list[dict[str, Any]], tools: list[An
     if on_text is None:
         return await call_model(agent.model, messages, **common)
     final: ModelResult | None = None
-    async for item in stream_model(agent.model, messages, abort=abort, **common):  # type: ignore[attr-defined]
+    async for item in stream_model(agent.model, messages, abort=abort, **common):
         if isinstance(item, TextDelta):
             await on_text(item.text)
         elif isinstance(item, ModelResult):
