@@ -77,13 +77,15 @@ class ScriptedLLM(CustomLLM):
                          optional_params: dict[str, Any],
                          **_: Any) -> AsyncIterator[dict[str, Any]]:
         request, reply = _take(model, messages, optional_params, stream=True)
-        if reply.hang:
+        if reply.hang and not reply.content:
             await asyncio.Event().wait()
         if reply.error_status is not None and not reply.content:
             raise _error(reply)
         for chunk in _chunks(request, reply):
             if scripted.chunk_delay:
                 await asyncio.sleep(scripted.chunk_delay)
+            if reply.hang and chunk["is_finished"]:  # streams the content, then hangs
+                await asyncio.Event().wait()
             yield chunk
         if reply.error_status is not None:  # fails mid-stream, after the content
             raise _error(reply)

@@ -29,7 +29,8 @@ class Reply:
     * ``error_status``: the call fails with that HTTP status (litellm maps it to its
       ``RateLimitError``, ``InternalServerError``, ``BadRequestError``...). When the reply
       also has ``content``, a *stream* yields that content first and then fails.
-    * ``hang``: the call never answers (until cancelled), to exercise timeouts.
+    * ``hang``: the call never answers (until cancelled), to exercise timeouts; with
+      ``content``, a stream yields the content and then hangs (to exercise aborts).
     * ``usage``: ``(prompt_tokens, completion_tokens)`` to report instead of the counts.
     """
 
@@ -71,8 +72,8 @@ class Reply:
         return cls(content=after_text, error_status=status, error_message=message)
 
     @classmethod
-    def hanging(cls) -> Reply:
-        return cls(hang=True)
+    def hanging(cls, *, after_text: str = "") -> Reply:
+        return cls(content=after_text, hang=True)
 
     def resolved_finish_reason(self) -> str:
         if self.finish_reason is not None:
