@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from fake_openai_server import FakeOpenAIServer, FakeReply
 from pydantic import BaseModel, Field
 
 from handlers.llm import (
@@ -27,7 +28,6 @@ from handlers.llm import (
     tool,
 )
 from handlers.llm.messages import assistant_message, tool_messages
-from fake_openai_server import FakeOpenAIServer, FakeReply
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
