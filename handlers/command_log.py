@@ -10,7 +10,9 @@ Reusing a command id with a different body is an error (``command_id_reused``).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import json
 from typing import Any
 
@@ -23,6 +25,8 @@ from events import ThreadlogError
 from events.replies import Reply
 from handlers.commands import Command
 
+log = logging.getLogger(__name__)
+
 
 def command_hash(cmd: Command) -> str:
     return hashlib.sha256(cmd.model_dump_json().encode()).hexdigest()[:32]
@@ -31,6 +35,7 @@ def command_hash(cmd: Command) -> str:
 class CommandLog:
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
+        self._writes: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def open(cls, js: JetStreamContext, bucket: str, ttl_s: float,
@@ -61,6 +66,25 @@ class CommandLog:
                 f"command id {cmd.command_id!r} was already used for a different command",
                 code="command_id_reused", details={"command_id": cmd.command_id})
         return Reply.model_validate(stored["reply"])
+
+    def record_soon(self, cmd: Command, reply: Reply) -> None:
+        """Record in the background (the reply need not wait for it). If the write is lost,
+        a re-sent command is decided again and answered from its idempotent events."""
+        task = asyncio.ensure_future(self._record_logged(cmd, reply))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _record_logged(self, cmd: Command, reply: Reply) -> None:
+        try:
+            await self.record(cmd, reply)
+        except Exception:
+            log.warning("could not record the reply of command %s", cmd.command_id,
+                        exc_info=True)
+
+    async def drain(self) -> None:
+        """Wait for background writes (call before closing the connection)."""
+        while self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
 
     async def record(self, cmd: Command, reply: Reply) -> None:
         value = {"hash": command_hash(cmd), "reply": reply.model_dump(mode="json")}

@@ -65,6 +65,7 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
         command_log = await CommandLog.open(store.js, f"{settings.events_stream}_commands",
                                             ttl_s=settings.duplicate_window_s,
                                             replicas=settings.replicas)
+        stack.push_async_callback(command_log.drain)
         broker = make_broker(urls, max_command_bytes=settings.max_command_bytes, logger=None)
         await ensure_delta_stream(nc, DeltaStreamSpec(
             name=settings.deltas_stream, max_age_s=settings.deltas_max_age_s,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NATS
 
 from events import NotFound
+from events.replies import Reply
 from handlers import subjects
 from handlers.agents.commands import Abort, Generate
 from handlers.agents.definition import AgentRegistry
@@ -40,16 +42,17 @@ def register_agent_commands(broker: NatsBroker, generator: Generator) -> None:
                        description="Run an agent in a thread (text, or an object for "
                                    "output_schema); stream=true publishes deltas.")
     async def generate(body: Generate) -> dict[str, Any]:
-        from events.replies import Reply
-
-        if log is not None:
-            stored = await log.lookup(body)
-            if stored is not None:
-                return stored.model_dump(mode="json")
-        res = await generator.generate(body)
+        lookup = asyncio.ensure_future(log.lookup(body)) if log is not None else None
+        try:
+            res = await generator.generate(body, already_done=lookup)
+        finally:
+            if lookup is not None and not lookup.done():
+                lookup.cancel()
+        if isinstance(res, Reply):
+            return res.model_dump(mode="json")
         reply = Reply.success(res.to_dict(), res.seq)
         if log is not None:
-            await log.record(body, reply)
+            log.record_soon(body, reply)
         return reply.model_dump(mode="json")
 
     @broker.subscriber(ABORT, title=ABORT, description="Abort a running generation.")

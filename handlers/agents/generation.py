@@ -16,6 +16,7 @@ Guarantees
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 from collections.abc import Awaitable, Callable
@@ -105,6 +106,7 @@ class Generator:
         self.run_tool = run_tool
         self.delta_writer = delta_writer
         self.aborts: dict[str, asyncio.Event] = {}
+        self._pending: set[asyncio.Future[None]] = set()
 
     # -- the prompt -------------------------------------------------------------------
     def _decide_prompt(self, cmd: Generate, agent: Agent) -> Callable[[ThreadState], Decision]:
@@ -150,14 +152,23 @@ class Generator:
     # -- the run ----------------------------------------------------------------------
     async def generate(self, cmd: Generate, *, on_text: DeltaSink | None = None,
                        tools: list[Any] | None = None,
-                       validate_object: Callable[[Any], Any] | None = None
-                       ) -> GenerationResult:
-        """Run the agent; raise a :class:`ThreadlogError` after marking the message failed."""
+                       validate_object: Callable[[Any], Any] | None = None,
+                       already_done: Awaitable[Any] | None = None
+                       ) -> GenerationResult | Any:
+        """Run the agent; raise a :class:`ThreadlogError` after marking the message failed.
+
+        ``already_done`` (the command log's lookup, started by the caller) is awaited after
+        the prompt append, which is idempotent: if it yields a stored reply, that reply is
+        returned and the model is not called again."""
         agent = self.agents.get(cmd.agent)
         decision, seq = await self.runner.apply(
             cmd.thread_id, cmd.command_id + "-p", cmd.user_id,
             self._decide_prompt(cmd, agent), self._replay_prompt(cmd),
             correlation_id=cmd.command_id)
+        if already_done is not None:
+            stored = await already_done
+            if stored is not None:
+                return stored
         r = decision.result
         res = GenerationResult(cmd.thread_id, r["prompt_message_id"], r["message_id"],
                                r["order"], "", seq=seq)
@@ -175,6 +186,9 @@ class Generator:
             if isinstance(exc, asyncio.CancelledError):
                 err = ThreadlogError("generation aborted", code="aborted")
             res.status = "failed"
+            for fut in list(self._pending):
+                with contextlib.suppress(Exception):
+                    await fut
             await self._finalize(cmd, res, [], "failed", error=err.message,
                                  finish_reason=res.finish_reason or "error")
             if writer is not None:
@@ -207,7 +221,9 @@ class Generator:
                 agent, messages, offered, on_text=sink if (writer or on_text) else None,
                 abort=abort, output_schema=cmd.output_schema)
             res.steps += 1
-            await self._record_usage(cmd, agent, result)
+            usage_recorded = asyncio.ensure_future(self._record_usage(cmd, agent, result))
+            self._pending.add(usage_recorded)
+            usage_recorded.add_done_callback(self._pending.discard)
             res.usage = add_usage(res.usage, result.usage)
             res.cost += result.cost
             res.finish_reason = result.finish_reason
@@ -229,8 +245,10 @@ class Generator:
                         continue
                 res.seq = await self._finalize(cmd, res, result.content_parts(), "success",
                                                finish_reason=result.finish_reason, result=result)
+                await usage_recorded
                 return
             step = await self._tool_step(cmd, agent, res, result, step, by_name, messages)
+            await usage_recorded
             if res.awaiting_approval:
                 return
         raise ThreadlogError(f"no final answer within {max_steps} steps",
