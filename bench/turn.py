@@ -18,11 +18,11 @@ import tempfile
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from bench._report import now, rate, report  # noqa: E402
-from handlers.agents.definition import Agent  # noqa: E402
-from handlers.llm.call_settings import NO_BACKOFF, CallSettings  # noqa: E402
-from threadlog.runtime import running  # noqa: E402
-from threadlog.settings import Settings  # noqa: E402
+from bench._report import now, rate, report
+from handlers.agents.definition import Agent
+from handlers.llm.call_settings import NO_BACKOFF, CallSettings
+from threadlog.runtime import running
+from threadlog.settings import Settings
 
 
 def pct(values: list[float], q: float) -> float:

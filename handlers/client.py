@@ -107,6 +107,13 @@ class Client:
                                    stream=True, **extra)
         return TextStream(self, body, thread_id, deltas_stream)
 
+    async def decide_approval(self, thread_id: str, tool_call_id: str, approved: bool, *,
+                              reason: str | None = None, command_id: str | None = None
+                              ) -> Result:
+        """Approve or deny a paused tool call; resumes the generation when all are decided."""
+        return await self.command(subjects.APPROVAL, command_id, thread_id=thread_id,
+                                  tool_call_id=tool_call_id, approved=approved, reason=reason)
+
     async def abort(self, thread_id: str, message_id: str) -> Result:
         return await self.command(subjects.ABORT, None, thread_id=thread_id,
                                   message_id=message_id)

@@ -14,6 +14,7 @@ bounded rate.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -71,21 +72,40 @@ class DeltaWriter:
         self._sent = 0
         self._i = 0
         self._last = time.monotonic()
+        self._timer: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
 
     async def write(self, text: str) -> None:
         self._buf += text
         due = len(self._buf) >= self.min_chars or (
             time.monotonic() - self._last >= self.throttle_s)
-        if not due:
-            return
-        cut = max(self._buf.rfind(" "), self._buf.rfind("\n"))
-        if cut <= 0:
-            return
-        await self._publish(self._buf[:cut + 1], done=False)
-        self._buf = self._buf[cut + 1:]
+        if due:
+            await self._flush_words()
+        if self._buf and self._timer is None:
+            # A model that pauses mid-answer must not hold back the words already said.
+            self._timer = asyncio.ensure_future(self._flush_later())
+
+    async def _flush_words(self) -> None:
+        async with self._lock:  # the timer and a write may both flush
+            cut = max(self._buf.rfind(" "), self._buf.rfind("\n"))
+            if cut < 0:
+                return
+            head, self._buf = self._buf[:cut + 1], self._buf[cut + 1:]
+            await self._publish(head, done=False)
+
+    async def _flush_later(self) -> None:
+        try:
+            await asyncio.sleep(self.throttle_s)
+            await self._flush_words()
+        finally:
+            self._timer = None
 
     async def close(self, status: str = "success") -> None:
-        await self._publish(self._buf, done=True, status=status)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        async with self._lock:
+            await self._publish(self._buf, done=True, status=status)
         self._buf = ""
         await self.nc.flush()
 

@@ -13,6 +13,7 @@ DELETE_USER_DATA = "cmd.user.delete"
 SAVE_MESSAGES = "cmd.messages.save"
 GENERATE = "cmd.agent.generate"
 ABORT = "cmd.agent.abort"
+APPROVAL = "cmd.agent.approval"
 
 ALL = [CREATE_THREAD, UPDATE_THREAD, DELETE_THREAD, DELETE_USER_DATA, SAVE_MESSAGES, GENERATE,
-       ABORT]
+       ABORT, APPROVAL]

@@ -23,6 +23,10 @@ from events import (
     ThreadCreated,
     ThreadDeleted,
     ThreadMetadataUpdated,
+    ToolApprovalDecided,
+    ToolApprovalRequested,
+    ToolCallCompleted,
+    ToolCallFailed,
 )
 from events.catalogue import Event
 from events.content import ContentPart
@@ -53,6 +57,16 @@ class RecentMessage:
 
 
 @dataclass
+class PendingApproval:
+    tool_call_id: str
+    message_id: str
+    tool_name: str
+    args: dict[str, Any]
+    approved: bool | None = None
+    reason: str | None = None
+
+
+@dataclass
 class ThreadState:
     thread_id: str
     version: int = 0
@@ -67,6 +81,8 @@ class ThreadState:
     messages: dict[str, MessageInfo] = field(default_factory=dict)
     max_step: dict[int, int] = field(default_factory=dict)
     recent: OrderedDict[str, RecentMessage] = field(default_factory=OrderedDict)
+    approvals: dict[str, PendingApproval] = field(default_factory=dict)
+    """Tool calls awaiting (or just given) a human decision, by tool call id."""
     commands: OrderedDict[str, list[Event]] = field(default_factory=OrderedDict)
     """Events of the most recent commands (by command id), to answer a re-sent command."""
 
@@ -108,6 +124,15 @@ class ThreadState:
                 list(event.content))
             while len(self.recent) > RECENT_CAPACITY:
                 self.recent.popitem(last=False)
+        elif isinstance(event, ToolApprovalRequested):
+            self.approvals[event.tool_call_id] = PendingApproval(
+                event.tool_call_id, event.message_id, event.tool_name, dict(event.args))
+        elif isinstance(event, ToolApprovalDecided):
+            pa = self.approvals.get(event.tool_call_id)
+            if pa is not None:
+                pa.approved, pa.reason = event.approved, event.reason
+        elif isinstance(event, ToolCallCompleted | ToolCallFailed):
+            self.approvals.pop(event.tool_call_id, None)
         elif isinstance(event, MessageStatusChanged | MessageFinalized):
             info = self.messages.get(event.message_id)
             if info is not None:

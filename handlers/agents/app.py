@@ -11,7 +11,8 @@ from nats.aio.client import Client as NATS
 from events import NotFound
 from events.replies import Reply
 from handlers import subjects
-from handlers.agents.commands import Abort, Generate
+from handlers.agents.approvals import decide_approval
+from handlers.agents.commands import Abort, DecideApproval, Generate
 from handlers.agents.definition import AgentRegistry
 from handlers.agents.generation import Generator
 from handlers.agents.llm_bridge import call_step, tool_runner
@@ -53,6 +54,20 @@ def register_agent_commands(broker: NatsBroker, generator: Generator) -> None:
         reply = Reply.success(res.to_dict(), res.seq)
         if log is not None:
             log.record_soon(body, reply)
+        return reply.model_dump(mode="json")
+
+    @broker.subscriber(subjects.APPROVAL, title=subjects.APPROVAL,
+                       description="Approve or deny a tool call that needs approval; the "
+                                   "paused generation resumes once its step is decided.")
+    async def approval(body: DecideApproval) -> dict[str, Any]:
+        if log is not None:
+            stored = await log.lookup(body)
+            if stored is not None:
+                return stored.model_dump(mode="json")
+        result = await decide_approval(generator, body)
+        reply = Reply.success(result, result.get("seq"))
+        if log is not None:
+            await log.record(body, reply)
         return reply.model_dump(mode="json")
 
     @broker.subscriber(ABORT, title=ABORT, description="Abort a running generation.")

@@ -174,11 +174,20 @@ class Generator:
                                r["order"], "", seq=seq)
         state = await self.runner.states.get(cmd.thread_id)
         messages = build_context(state, agent, r["order"], r["step_order"])
+        return await self.run_loop(cmd, agent, res, messages, r["step_order"], on_text=on_text,
+                                   tools=tools, validate_object=validate_object)
+
+    async def run_loop(self, cmd: Generate, agent: Agent, res: GenerationResult,
+                       messages: list[dict[str, Any]], step: int, *,
+                       on_text: DeltaSink | None = None, tools: list[Any] | None = None,
+                       validate_object: Callable[[Any], Any] | None = None
+                       ) -> GenerationResult:
+        """Model steps from the pending message ``res.message_id`` at ``step`` on."""
         writer = (self.delta_writer(cmd.thread_id, res.message_id or "", cmd.command_id)
                   if cmd.stream and self.delta_writer else None)
         abort = self.aborts.setdefault(res.message_id or "", asyncio.Event())
         try:
-            await self._loop(cmd, agent, res, messages, r["step_order"], tools or agent.tools,
+            await self._loop(cmd, agent, res, messages, step, tools or agent.tools,
                              on_text, writer, abort, validate_object)
         except BaseException as exc:
             err = exc if isinstance(exc, ThreadlogError) else ThreadlogError(
