@@ -15,10 +15,13 @@ from typing import Any
 import nats
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NATS
+from pydantic import BaseModel
 
-from events import EventStore, EventStreamSpec
+from events import EventStore, EventStreamSpec, new_id
 from handlers import Client, CommandLog, build_handlers, make_broker
-from handlers.agents.definition import Agent, AgentRegistry
+from handlers.agents.commands import Generate
+from handlers.agents.definition import Agent, AgentRegistry, UsageHandler
+from handlers.agents.generation import GenerationResult, ThreadOptions
 from handlers.app import Handlers
 from handlers.streaming import DeltaStreamSpec, ensure_delta_stream
 from threadlog.embedded_nats import EmbeddedNats
@@ -40,6 +43,29 @@ class Runtime:
 
     def client(self, user_id: str) -> Client:
         return Client(self.nc, user_id=user_id, timeout=self.settings.request_timeout_s * 2)
+
+    async def generate_text(self, agent: str, user_id: str, thread_id: str,
+                            prompt: str | None = None, *, prompt_message_id: str | None = None,
+                            tools: list[Any] | None = None,
+                            usage_handler: UsageHandler | None = None,
+                            on_text: Callable[[str], Awaitable[None]] | None = None,
+                            output_model: type[BaseModel] | None = None,
+                            command_id: str | None = None) -> GenerationResult:
+        """Generate in this process with call-level tools, usage handler, a text callback
+        and a pydantic output model (the command path takes only JSON). Same guarantees
+        as ``cmd.agent.generate``."""
+        cmd = Generate(command_id=command_id or new_id(), user_id=user_id, agent=agent,
+                       thread_id=thread_id, prompt=prompt, prompt_message_id=prompt_message_id,
+                       output_schema=output_model.model_json_schema() if output_model else None)
+        res = await self.handlers.generator.generate(
+            cmd, on_text=on_text, tools=tools, usage_handler=usage_handler,
+            validate_object=output_model.model_validate if output_model else None)
+        assert isinstance(res, GenerationResult)
+        return res
+
+    def configure_thread(self, thread_id: str, options: ThreadOptions) -> None:
+        """Thread-level tools and usage handler (between call and agent level)."""
+        self.handlers.generator.thread_options[thread_id] = options
 
 
 @contextlib.asynccontextmanager

@@ -114,6 +114,9 @@ async def _resume(gen: Generator, cmd: DecideApproval, state: ThreadState,
         model=agent.model, prompt_message_id=prompt_id))
     _, seq = await gen._append(gcmd, f"r{step}", events)
     state = await gen.runner.states.get(cmd.thread_id)
-    res = GenerationResult(cmd.thread_id, prompt_id, next_id, saved.order, "", seq=seq)
+    topts = gen.thread_options.get(cmd.thread_id)
+    handler = (topts.usage_handler if topts else None) or agent.usage_handler
+    res = GenerationResult(cmd.thread_id, prompt_id, next_id, saved.order, "", seq=seq,
+                           usage_handler=handler)
     messages = build_context(state, agent, saved.order, step + 2)
     return await gen.run_loop(gcmd, agent, res, messages, step + 2)

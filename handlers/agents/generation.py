@@ -43,8 +43,9 @@ from events import (
 from events.catalogue import Event
 from handlers.agents.commands import Generate
 from handlers.agents.context import build_context
-from handlers.agents.definition import Agent, AgentRegistry
+from handlers.agents.definition import Agent, AgentRegistry, UsageHandler
 from handlers.llm.results import ModelResult
+from handlers.llm.tools import resolve_tools
 from handlers.runner import CommandRunner
 from handlers.streaming import DeltaWriter
 from handlers.thread_decisions import Decision, require_owned
@@ -81,6 +82,8 @@ class GenerationResult:
     cost: float = 0.0
     seq: int = 0
     awaiting_approval: list[str] = field(default_factory=list)
+    persist: bool = field(default=True, repr=False)
+    usage_handler: UsageHandler | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"thread_id": self.thread_id, "prompt_message_id": self.prompt_message_id,
@@ -89,6 +92,14 @@ class GenerationResult:
                 "finish_reason": self.finish_reason, "steps": self.steps,
                 "usage": self.usage.model_dump(), "cost": self.cost,
                 "awaiting_approval": self.awaiting_approval}
+
+
+@dataclass
+class ThreadOptions:
+    """Thread-level overrides (in-process): tools and usage handler for one thread."""
+
+    tools: list[Any] | None = None
+    usage_handler: UsageHandler | None = None
 
 
 def add_usage(a: Usage, b: Usage) -> Usage:
@@ -106,6 +117,7 @@ class Generator:
         self.run_tool = run_tool
         self.delta_writer = delta_writer
         self.aborts: dict[str, asyncio.Event] = {}
+        self.thread_options: dict[str, ThreadOptions] = {}
         self._pending: set[asyncio.Future[None]] = set()
 
     # -- the prompt -------------------------------------------------------------------
@@ -152,15 +164,24 @@ class Generator:
     # -- the run ----------------------------------------------------------------------
     async def generate(self, cmd: Generate, *, on_text: DeltaSink | None = None,
                        tools: list[Any] | None = None,
+                       usage_handler: UsageHandler | None = None,
                        validate_object: Callable[[Any], Any] | None = None,
                        already_done: Awaitable[Any] | None = None
                        ) -> GenerationResult | Any:
         """Run the agent; raise a :class:`ThreadlogError` after marking the message failed.
 
+        Tools and the usage handler resolve call > thread > agent (most specific wins).
         ``already_done`` (the command log's lookup, started by the caller) is awaited after
         the prompt append, which is idempotent: if it yields a stored reply, that reply is
-        returned and the model is not called again."""
+        returned and the model is not called again. With ``storage="none"`` nothing is
+        saved to the thread (usage is still recorded)."""
         agent = self.agents.get(cmd.agent)
+        topts = self.thread_options.get(cmd.thread_id, ThreadOptions())
+        tool_list = list(resolve_tools(agent.tools, topts.tools, tools).values())
+        handler = usage_handler or topts.usage_handler or agent.usage_handler
+        if agent.storage == "none":
+            return await self._generate_unsaved(cmd, agent, tool_list, handler, on_text,
+                                                validate_object)
         decision, seq = await self.runner.apply(
             cmd.thread_id, cmd.command_id + "-p", cmd.user_id,
             self._decide_prompt(cmd, agent), self._replay_prompt(cmd),
@@ -171,11 +192,28 @@ class Generator:
                 return stored
         r = decision.result
         res = GenerationResult(cmd.thread_id, r["prompt_message_id"], r["message_id"],
-                               r["order"], "", seq=seq)
+                               r["order"], "", seq=seq, usage_handler=handler)
         state = await self.runner.states.get(cmd.thread_id)
         messages = build_context(state, agent, r["order"], r["step_order"])
         return await self.run_loop(cmd, agent, res, messages, r["step_order"], on_text=on_text,
-                                   tools=tools, validate_object=validate_object)
+                                   tools=tool_list, validate_object=validate_object)
+
+    async def _generate_unsaved(self, cmd: Generate, agent: Agent, tools: list[Any],
+                                handler: UsageHandler | None, on_text: DeltaSink | None,
+                                validate_object: Callable[[Any], Any] | None
+                                ) -> GenerationResult:
+        """``storage="none"``: the thread is context only; no message is appended."""
+        state = await self.runner.states.get(cmd.thread_id)
+        require_owned(state, cmd.user_id)
+        order = state.last_order + 1
+        messages = build_context(state, agent, order, 0)
+        if cmd.prompt is not None:
+            messages.append({"role": "user", "content": cmd.prompt})
+        res = GenerationResult(cmd.thread_id, cmd.prompt_message_id,
+                               derived_id("reply", cmd.command_id, "0"), None, "",
+                               seq=state.version, persist=False, usage_handler=handler)
+        return await self.run_loop(cmd, agent, res, messages, 1, on_text=on_text, tools=tools,
+                                   validate_object=validate_object)
 
     async def run_loop(self, cmd: Generate, agent: Agent, res: GenerationResult,
                        messages: list[dict[str, Any]], step: int, *,
@@ -187,7 +225,8 @@ class Generator:
                   if cmd.stream and self.delta_writer else None)
         abort = self.aborts.setdefault(res.message_id or "", asyncio.Event())
         try:
-            await self._loop(cmd, agent, res, messages, step, tools or agent.tools,
+            await self._loop(cmd, agent, res, messages, step,
+                             agent.tools if tools is None else tools,
                              on_text, writer, abort, validate_object)
         except BaseException as exc:
             err = exc if isinstance(exc, ThreadlogError) else ThreadlogError(
@@ -230,7 +269,8 @@ class Generator:
                 agent, messages, offered, on_text=sink if (writer or on_text) else None,
                 abort=abort, output_schema=cmd.output_schema)
             res.steps += 1
-            usage_recorded = asyncio.ensure_future(self._record_usage(cmd, agent, result))
+            usage_recorded = asyncio.ensure_future(
+                self._record_usage(cmd, agent, result, res.usage_handler))
             self._pending.add(usage_recorded)
             usage_recorded.add_done_callback(self._pending.discard)
             res.usage = add_usage(res.usage, result.usage)
@@ -308,7 +348,7 @@ class Generator:
                     tool_name=c.name, args=c.args))
             res.awaiting_approval = [c.id for c in needs]
             res.status = "awaiting_approval"
-            _, res.seq = await self._append(cmd, f"s{step}", events)
+            _, res.seq = await self._append(cmd, f"s{step}", events, res.persist)
             return step
         tool_msg_id = derived_id("tool", cmd.command_id, str(step))
         events.append(MessageSaved(message_id=tool_msg_id, thread_id=tid, order=order,
@@ -328,7 +368,7 @@ class Generator:
                                    step_order=step + 2, role="assistant", content=[],
                                    status="pending", agent_name=agent.name, model=agent.model,
                                    prompt_message_id=res.prompt_message_id))
-        _, res.seq = await self._append(cmd, f"s{step}", events)
+        _, res.seq = await self._append(cmd, f"s{step}", events, res.persist)
         from handlers.llm.messages import ContextMessage, to_chat_messages
 
         messages.extend(to_chat_messages([
@@ -337,7 +377,11 @@ class Generator:
         res.message_id = next_id
         return step + 2
 
-    async def _append(self, cmd: Generate, tag: str, events: list[Event]) -> tuple[Any, int]:
+    async def _append(self, cmd: Generate, tag: str, events: list[Event],
+                      persist: bool = True) -> tuple[Any, int]:
+        if not persist:
+            return None, (await self.runner.states.get(cmd.thread_id)).version
+
         def decide(state: ThreadState) -> Decision:
             return Decision(events, {})
 
@@ -354,10 +398,11 @@ class Generator:
             content=content, usage=result.usage if result else None,
             finish_reason=finish_reason, error=error,
             model=result.model if result else None, provider=result.provider if result else None)
-        _, seq = await self._append(cmd, "final", [ev])
+        _, seq = await self._append(cmd, "final", [ev], res.persist)
         return seq
 
-    async def _record_usage(self, cmd: Generate, agent: Agent, result: ModelResult) -> None:
+    async def _record_usage(self, cmd: Generate, agent: Agent, result: ModelResult,
+                            handler: UsageHandler | None) -> None:
         ev = UsageRecorded(call_id=result.call_id, user_id=cmd.user_id, thread_id=cmd.thread_id,
                            agent_name=agent.name, model=result.model, provider=result.provider,
                            usage=result.usage, cost=result.cost,
@@ -367,7 +412,7 @@ class Generator:
                                    correlation_id=cmd.command_id)[0]
         env = env.model_copy(update={"event_id": derived_id("usage", result.call_id)})
         await self.store.append(agg, [env])
-        if agent.usage_handler is not None:
-            out = agent.usage_handler(ev)
+        if handler is not None:
+            out = handler(ev)
             if inspect.isawaitable(out):
                 await out
