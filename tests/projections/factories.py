@@ -1,0 +1,84 @@
+"""Event builders for projection tests (plain functions, no I/O)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from events import (
+    Aggregate,
+    EventStore,
+    MessageFinalized,
+    MessageSaved,
+    MessageStatusChanged,
+    TextPart,
+    ThreadCreated,
+    ThreadMetadataUpdated,
+    ToolApprovalDecided,
+    ToolApprovalRequested,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallPart,
+    ToolCallRequested,
+    Usage,
+    UsageRecorded,
+    new_id,
+)
+
+
+async def create_thread(store: EventStore, user: str, thread: str | None = None,
+                        title: str = "t") -> tuple[str, int]:
+    thread = thread or new_id()
+    r = await store.append(Aggregate.thread(thread),
+                           [ThreadCreated(thread_id=thread, user_id=user, title=title)],
+                           user_id=user)
+    return thread, r.last_seq
+
+
+async def save_message(store: EventStore, user: str, thread: str, order: int, *,
+                       step: int = 0, role: str = "user", text: str = "hi",
+                       status: str = "success", message_id: str | None = None,
+                       tool: bool = False) -> tuple[str, int]:
+    mid = message_id or new_id()
+    content: list[Any] = [TextPart(text=text)]
+    if tool:
+        content.append(ToolCallPart(tool_call_id="c1", tool_name="lookup", args={"q": 1}))
+    ev = MessageSaved(message_id=mid, thread_id=thread, order=order, step_order=step,
+                      role=role, content=content, status=status)  # type: ignore[arg-type]
+    r = await store.append(Aggregate.thread(thread), [ev], user_id=user)
+    return mid, r.last_seq
+
+
+def every_event_type(user: str, thread: str, mid: str) -> list[tuple[Aggregate, Any]]:
+    """One event of every catalogue type, for one thread, in a valid order."""
+    t = Aggregate.thread(thread)
+    usage = Usage(prompt_tokens=10, completion_tokens=5, total_tokens=15, reasoning_tokens=1,
+                  cached_input_tokens=2, cache_write_tokens=3)
+    return [
+        (t, ThreadCreated(thread_id=thread, user_id=user, title="first", metadata={"a": 1})),
+        (t, ThreadMetadataUpdated(thread_id=thread, title="renamed", summary="sum",
+                                  status="archived")),
+        (t, MessageSaved(message_id=mid, thread_id=thread, order=0, role="assistant",
+                         content=[TextPart(text="")], status="pending", agent_name="ag",
+                         model="m1", provider="p1")),
+        (t, MessageStatusChanged(message_id=mid, thread_id=thread, status="pending")),
+        (t, ToolApprovalRequested(thread_id=thread, message_id=mid, tool_call_id="c2",
+                                  tool_name="rm", args={"path": "/"})),
+        (t, ToolApprovalDecided(thread_id=thread, tool_call_id="c2", approved=False,
+                                decided_by=user, reason="no")),
+        (t, ToolCallRequested(thread_id=thread, message_id=mid, tool_call_id="c1",
+                              tool_name="lookup", args={"q": "x"})),
+        (t, ToolCallCompleted(thread_id=thread, message_id=mid, tool_call_id="c1",
+                              tool_name="lookup", result={"answer": 42})),
+        (t, ToolCallRequested(thread_id=thread, message_id=mid, tool_call_id="c3",
+                              tool_name="boom")),
+        (t, ToolCallFailed(thread_id=thread, message_id=mid, tool_call_id="c3",
+                           tool_name="boom", error="exploded")),
+        (t, MessageFinalized(message_id=mid, thread_id=thread, status="success",
+                             content=[TextPart(text="hello "), TextPart(text="world")],
+                             usage=usage, finish_reason="stop")),
+        (Aggregate("usage", user),
+         UsageRecorded(call_id=new_id(), user_id=user, thread_id=thread, agent_name="ag",
+                       model="m1", provider="p1", usage=usage, cost=0.25,
+                       at=datetime(2024, 3, 31, 23, 30, tzinfo=UTC))),
+    ]
