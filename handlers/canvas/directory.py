@@ -1,0 +1,46 @@
+"""Which canvases a thread holds: ``thread_id -> canvas ids``, from the log.
+
+Canvases are their own aggregates, so a thread's events do not list them. The directory
+reads only the ``events.canvas.*.canvas_created`` subjects (one small event per canvas)
+and remembers how far it has read: each lookup reads just the creations appended since
+the last one (usually none: one stream-info call). Canvases created by this process are
+added at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from events import EventStore
+from events.canvas_events import CanvasCreated
+
+CREATED_SUBJECT = "events.canvas.*.canvas_created"
+
+
+class CanvasDirectory:
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self._by_thread: dict[str, list[str]] = {}
+        self._read_to = 0
+        self._lock = asyncio.Lock()
+
+    def add(self, thread_id: str, canvas_id: str) -> None:
+        ids = self._by_thread.setdefault(thread_id, [])
+        if canvas_id not in ids:
+            ids.append(canvas_id)
+
+    async def canvases_of(self, thread_id: str) -> list[str]:
+        """Canvas ids of ``thread_id`` in creation order (empty if none)."""
+        async with self._lock:
+            end = await self.store.last_seq()
+            if end > self._read_to:
+                async for rec in self.store.replay(self._read_to + 1, subject=CREATED_SUBJECT,
+                                                   until_seq=end):
+                    ev = rec.event
+                    if isinstance(ev, CanvasCreated):
+                        self.add(ev.thread_id, ev.canvas_id)
+                self._read_to = end
+        return list(self._by_thread.get(thread_id, []))
+
+    def forget_thread(self, thread_id: str) -> None:
+        self._by_thread.pop(thread_id, None)
