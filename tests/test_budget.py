@@ -1,0 +1,141 @@
+"""Budgets: a generation that would pass the user's spend limit is refused before the
+model is called and before anything is appended; limit and spend are queryable."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from events import Aggregate, ThreadlogError, Usage, UsageRecorded, new_id
+from handlers.agents.definition import Agent
+from handlers.billing import register_billing_commands, subjects
+from handlers.llm.call_settings import NO_BACKOFF, CallSettings
+from handlers.llm.scripted import Reply, scripted
+from handlers.llm.usage_and_cost import ModelPrice
+from threadlog.embedded_nats import EmbeddedNats
+from threadlog.runtime import Runtime, running
+from threadlog.settings import Settings
+
+PRICE = ModelPrice(input=0.001, output=0.002)
+
+
+@pytest.fixture
+async def rt(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Runtime]:
+    """Handlers + billing, with the budget check wired first in ``Generator.generate`` as
+    the lead wires it (here by wrapping the method)."""
+    import nats
+
+    name = "EV" + new_id()[:10].upper()
+    model = "b" + new_id()[:8]
+    settings = Settings(nats_urls=[nats_server.url], data_dir=tmp_path, events_stream=name)
+    agent = Agent(name="clerk", model=f"scripted/{model}",
+                  call_settings=CallSettings(max_retries=0, backoff=NO_BACKOFF, max_tokens=100))
+
+    async def before_start(r: Runtime) -> None:
+        billing = register_billing_commands(r.broker, r.store,
+                                            prices={agent.model: PRICE})
+        r.parts["billing"] = billing
+        gen = r.handlers.generator
+        original = gen.generate
+
+        async def guarded(cmd: Any, **kw: Any) -> Any:
+            a = gen.agents.get(cmd.agent)
+            await billing.guard.check_budget(cmd.user_id, a.model,
+                                             [{"role": "user", "content": cmd.prompt or ""}],
+                                             a.call_settings.max_tokens)
+            return await original(cmd, **kw)
+
+        gen.generate = guarded  # type: ignore[method-assign]
+
+    async with running(settings, agents=[agent], before_start=before_start) as r:
+        r.parts["model"] = model
+        yield r
+    nc = await nats.connect(nats_server.url)
+    await nc.jetstream().delete_stream(name)
+    await nc.jetstream().delete_key_value(f"{name}_commands")
+    await nc.close()
+
+
+async def spend(rt: Runtime, user: str, cost: float, at: datetime | None = None) -> None:
+    ev = UsageRecorded(call_id=new_id(), user_id=user, model="gpt-4o", usage=Usage(),
+                       cost=cost, at=at)
+    await rt.store.append(Aggregate("usage", user), [ev])
+
+
+async def test_generation_over_the_limit_is_refused_and_appends_nothing(rt: Runtime) -> None:
+    c = rt.client("u1")
+    tid = (await c.create_thread()).value["thread_id"]
+    await c.command(subjects.SET_SPEND_LIMIT, limit_usd=1.0)
+    await spend(rt, "u1", 1.0)
+    before = await rt.store.last_seq()
+    with pytest.raises(ThreadlogError) as ei:
+        await c.generate_text("clerk", tid, "hi")
+    assert ei.value.code == "budget_exceeded"
+    assert ei.value.details["limit_usd"] == 1.0 and ei.value.details["spent_usd"] == 1.0
+    assert await rt.store.last_seq() == before
+    assert scripted.requests(rt.parts["model"]) == []
+
+
+async def test_the_estimate_counts_prompt_tokens_and_max_tokens(rt: Runtime) -> None:
+    c = rt.client("u1")
+    tid = (await c.create_thread()).value["thread_id"]
+    # 100 completion tokens at 0.002 is 0.2 USD alone: a 0.15 limit refuses the call.
+    await c.command(subjects.SET_SPEND_LIMIT, limit_usd=0.15)
+    with pytest.raises(ThreadlogError) as ei:
+        await c.generate_text("clerk", tid, "hello there")
+    assert ei.value.code == "budget_exceeded"
+    estimate = ei.value.details["estimate_usd"]
+    assert 0.2 < estimate < 0.25 and ei.value.details["spent_usd"] == 0
+    await c.command(subjects.SET_SPEND_LIMIT, limit_usd=1.0)
+    scripted.script(rt.parts["model"], [Reply.text("fine")])
+    assert (await c.generate_text("clerk", tid, "hello there")).value["text"] == "fine"
+
+
+async def test_limit_and_spend_so_far_are_queryable(rt: Runtime) -> None:
+    c = rt.client("u2")
+    status = (await c.query(subjects.BUDGET_STATUS)).value
+    assert status["limit_usd"] is None and status["spent_usd"] == 0
+    await c.command(subjects.SET_SPEND_LIMIT, limit_usd=5.0)
+    await spend(rt, "u2", 1.25)
+    await spend(rt, "u2", 0.5, at=datetime(2020, 1, 31, 23, 59, 59, tzinfo=UTC))
+    status = (await c.query(subjects.BUDGET_STATUS)).value
+    assert (status["limit_usd"], status["spent_usd"], status["remaining_usd"]) == (5.0, 1.25,
+                                                                                   3.75)
+    old = (await c.query(subjects.BUDGET_STATUS, period="2020-01")).value
+    assert old["spent_usd"] == 0.5 and old["period"] == "2020-01"
+    cleared = (await c.command(subjects.SET_SPEND_LIMIT, limit_usd=None)).value
+    assert cleared["limit_usd"] is None
+
+
+async def test_default_limit_applies_until_a_user_limit_is_set(rt: Runtime) -> None:
+    ledger = rt.parts["billing"].ledger
+    ledger.default_limit_usd = 0.0
+    c = rt.client("u3")
+    tid = (await c.create_thread()).value["thread_id"]
+    with pytest.raises(ThreadlogError) as ei:
+        await c.generate_text("clerk", tid, "hi")
+    assert ei.value.code == "budget_exceeded"
+    await c.command(subjects.SET_SPEND_LIMIT, limit_usd=10.0)
+    scripted.script(rt.parts["model"], [Reply.text("ok")])
+    assert (await c.generate_text("clerk", tid, "hi")).value["text"] == "ok"
+
+
+async def test_no_limit_costs_no_estimate(rt: Runtime) -> None:
+    guard = rt.parts["billing"].guard
+    status = await guard.check_budget("nobody", "unknown/model", [{"role": "user",
+                                                                    "content": "x"}], None)
+    assert status.limit_usd is None
+
+
+async def test_bad_query_and_negative_limit_are_invalid_input(rt: Runtime) -> None:
+    c = rt.client("u4")
+    with pytest.raises(ThreadlogError) as ei:
+        await c.command(subjects.SET_SPEND_LIMIT, limit_usd=-1)
+    assert ei.value.code == "invalid_input"
+    with pytest.raises(ThreadlogError) as ei:
+        await c.query(subjects.BUDGET_STATUS, period="January")
+    assert ei.value.code == "invalid_input"
