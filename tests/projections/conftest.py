@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.aio.client import Client as NATS
 
 from events import EventStore
+from events.replies import Reply
 from projections.projector import Projector, ProjectorConfig
+from projections.queries import QueryService, SqlLimits, serve_queries
 from threadlog.embedded_nats import EmbeddedNats
+
+Ask = Callable[[str, "dict[str, Any] | bytes"], Awaitable[Reply]]
 
 
 @pytest.fixture
@@ -28,3 +34,19 @@ async def projector(store: EventStore, nc: NATS, nats_server: EmbeddedNats,
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait_for(task, 10)
     await p.close()
+
+
+@pytest.fixture
+async def ask(projector: Projector, nc: NATS) -> AsyncIterator[Ask]:
+    """Serve the query subjects and return ``ask(name, body) -> Reply``."""
+    service = QueryService(projector, sql_limits=SqlLimits(max_rows=1000, time_limit_s=2.0),
+                           prefix=f"q{id(projector)}")
+    server = await serve_queries(nc, service)
+
+    async def _ask(name: str, body: dict[str, Any] | bytes) -> Reply:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        msg = await nc.request(service.subject(name), data, timeout=15)
+        return Reply.model_validate_json(msg.data)
+
+    yield _ask
+    await server.close()

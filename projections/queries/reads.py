@@ -1,0 +1,166 @@
+"""The typed reads behind the query subjects: plain functions over a DuckDB cursor.
+
+Every read takes the requesting ``user_id`` and returns only that user's rows. A thread
+of another user is :class:`Forbidden`, an unknown one :class:`NotFound` (never an empty
+result). Pagination cursors are opaque strings; a page holds at most ``limit`` rows and
+``next_cursor`` is ``None`` on the last page. Each row is returned exactly once across
+pages, in order, even if rows are added meanwhile (keyset pagination on unique keys).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import date, datetime
+from typing import Any
+
+import duckdb
+
+from events.errors import Forbidden, NotFound, ValidationFailed
+from projections.queries.models import (
+    MessagesGet,
+    MessagesList,
+    ThreadsGet,
+    ThreadsList,
+    UsageSummary,
+)
+from projections.views.messages import TOKEN_KINDS
+
+Row = dict[str, Any]
+_JSON_COLUMNS = {"metadata", "content", "args", "result"}
+
+
+def _records(cur: duckdb.DuckDBPyConnection) -> list[Row]:
+    names = [d[0] for d in cur.description or []]
+    out = []
+    for values in cur.fetchall():
+        row = {}
+        for n, v in zip(names, values, strict=True):
+            if n in _JSON_COLUMNS and isinstance(v, str):
+                v = json.loads(v)
+            elif isinstance(v, datetime | date):
+                v = v.isoformat()
+            row[n] = v
+        out.append(row)
+    return out
+
+
+def encode_cursor(*key: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+
+def decode_cursor(cursor: str, size: int) -> list[Any]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if isinstance(key, list) and len(key) == size:
+            return key
+    except ValueError:
+        pass
+    raise ValidationFailed("invalid cursor: pass next_cursor from the previous page",
+                           details={"errors": [{"loc": ["cursor"], "msg": "invalid cursor",
+                                                "type": "value_error"}]})
+
+
+_THREAD_COLS = ("thread_id, user_id, title, summary, status, metadata, deleted, created_at, "
+                "updated_at, created_seq, updated_seq")
+
+
+def owned_thread(cur: duckdb.DuckDBPyConnection, user_id: str, thread_id: str) -> Row:
+    """The thread row if ``user_id`` owns it; NotFound / Forbidden otherwise."""
+    cur.execute(f"SELECT {_THREAD_COLS} FROM threads WHERE thread_id = ?", [thread_id])
+    rows = _records(cur)
+    if not rows:
+        raise NotFound(f"thread {thread_id!r} not found", details={"thread_id": thread_id})
+    if rows[0]["user_id"] != user_id:
+        raise Forbidden(f"thread {thread_id!r} belongs to another user",
+                        details={"thread_id": thread_id})
+    return rows[0]
+
+
+def threads_list(cur: duckdb.DuckDBPyConnection, q: ThreadsList) -> Row:
+    """The user's threads by creation (stream order), ascending or descending."""
+    op, direction = (">", "ASC") if q.order == "asc" else ("<", "DESC")
+    where, params = "user_id = ?", list[Any]([q.user_id])
+    if q.cursor is not None:
+        (after,) = decode_cursor(q.cursor, 1)
+        where += f" AND created_seq {op} ?"
+        params.append(int(after))
+    cur.execute(f"SELECT {_THREAD_COLS} FROM threads WHERE {where} "
+                f"ORDER BY created_seq {direction} LIMIT {q.limit + 1}", params)
+    items = _records(cur)
+    more = len(items) > q.limit
+    items = items[:q.limit]
+    return {"items": items,
+            "next_cursor": encode_cursor(items[-1]["created_seq"]) if more else None}
+
+
+def thread_get(cur: duckdb.DuckDBPyConnection, q: ThreadsGet) -> Row:
+    return owned_thread(cur, q.user_id, q.thread_id)
+
+
+_MESSAGE_COLS = ('message_id, thread_id, "order", step_order, role, status, text, content, '
+                 "is_tool, agent_name, model, provider, " + ", ".join(TOKEN_KINDS) +
+                 ", finish_reason, error, prompt_message_id, created_at, updated_at, seq")
+
+
+def messages_list(cur: duckdb.DuckDBPyConnection, q: MessagesList) -> Row:
+    """A thread's messages, newest first: (order, step_order, seq) descending."""
+    owned_thread(cur, q.user_id, q.thread_id)
+    where, params = ["thread_id = ?"], list[Any]([q.thread_id])
+    if q.exclude_tool_messages:
+        where.append("NOT is_tool")
+    if q.statuses:
+        where.append("status IN (SELECT unnest(?::VARCHAR[]))")
+        params.append(list(q.statuses))
+    if q.cursor is not None:
+        o, s, seq = decode_cursor(q.cursor, 3)
+        where.append('("order", step_order, seq) < (?, ?, ?)')
+        params += [int(o), int(s), int(seq)]
+    cur.execute(f"SELECT {_MESSAGE_COLS} FROM messages WHERE {' AND '.join(where)} "
+                f'ORDER BY "order" DESC, step_order DESC, seq DESC LIMIT {q.limit + 1}', params)
+    items = _records(cur)
+    more = len(items) > q.limit
+    items = items[:q.limit]
+    last = items[-1] if items else None
+    return {"items": items,
+            "next_cursor": encode_cursor(last["order"], last["step_order"], last["seq"])
+            if more and last else None}
+
+
+def messages_get(cur: duckdb.DuckDBPyConnection, q: MessagesGet) -> Row:
+    """Messages by id, in the order asked. Any id of another user's thread is Forbidden;
+    any unknown id is NotFound (``details.missing`` lists them)."""
+    ids = list(dict.fromkeys(q.message_ids))
+    cur.execute(f"SELECT {', '.join('m.' + c.strip() for c in _MESSAGE_COLS.split(','))}, "
+                "COALESCE(t.user_id, m.user_id) AS _owner FROM messages m "
+                "LEFT JOIN threads t ON t.thread_id = m.thread_id "
+                "WHERE m.message_id IN (SELECT unnest(?::VARCHAR[]))", [ids])
+    found = {r["message_id"]: r for r in _records(cur)}
+    foreign = [i for i, r in found.items() if r["_owner"] != q.user_id]
+    if foreign:
+        raise Forbidden("messages belong to another user's thread",
+                        details={"message_ids": foreign})
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise NotFound(f"{len(missing)} message(s) not found", details={"missing": missing})
+    for r in found.values():
+        del r["_owner"]
+    return {"items": [found[i] for i in ids]}
+
+
+def usage_summary(cur: duckdb.DuckDBPyConnection, q: UsageSummary) -> Row:
+    """Totals per billing period and model for the user (one period or all)."""
+    where, params = "user_id = ?", [q.user_id]
+    if q.period is not None:
+        where += " AND billing_period = CAST(? AS DATE)"
+        params.append(q.period + "-01")
+    sums = ", ".join(f"sum({k})::BIGINT AS {k}" for k in TOKEN_KINDS)
+    cur.execute(f"SELECT billing_period, model, provider, count(*) AS calls, {sums}, "
+                f"sum(cost) AS cost FROM usage WHERE {where} "
+                f"GROUP BY ALL ORDER BY billing_period, model, provider", params)
+    rows = _records(cur)
+    totals: Row = {"calls": sum(r["calls"] for r in rows),
+                   "cost": sum(r["cost"] or 0.0 for r in rows)}
+    for k in TOKEN_KINDS:
+        totals[k] = sum(r[k] or 0 for r in rows)
+    return {"user_id": q.user_id, "period": q.period, "totals": totals, "by_model": rows}

@@ -1,0 +1,91 @@
+"""Serving the query subjects over core NATS request/reply.
+
+Two adapters over one :class:`QueryService`:
+- :func:`serve_queries` subscribes with nats-py (queue group ``projector``) and answers
+  each request in its own task, at most ``max_concurrency`` at a time;
+- :func:`register_query_subscribers` registers the same subjects on a FastStream
+  ``NatsBroker`` (request bodies typed by the pydantic models, so they appear in the
+  AsyncAPI document); validation errors are then the broker middleware's to format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from projections.queries import models
+from projections.queries.service import QUERIES, QueryService
+
+log = logging.getLogger(__name__)
+
+
+class QueryServer:
+    """The nats-py subscriptions of the query subjects; ``await close()`` to stop."""
+
+    def __init__(self, nc: NATS, service: QueryService, max_concurrency: int = 64) -> None:
+        self.nc = nc
+        self.service = service
+        self._subs: list[Subscription] = []
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> QueryServer:
+        for spec in QUERIES:
+            self._subs.append(await self.nc.subscribe(
+                self.service.subject(spec.name), queue="projector", cb=self._cb(spec.name)))
+        return self
+
+    def _cb(self, name: str) -> Any:
+        async def on_request(msg: Msg) -> None:
+            task = asyncio.create_task(self._answer(name, msg))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        return on_request
+
+    async def _answer(self, name: str, msg: Msg) -> None:
+        async with self._slots:
+            reply = await self.service.handle_raw(name, msg.data)
+        if msg.reply:
+            try:
+                await msg.respond(reply.model_dump_json().encode())
+            except Exception:
+                log.warning("could not answer %s", name, exc_info=True)
+
+    async def close(self) -> None:
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        self._subs.clear()
+        for task in list(self._tasks):
+            with contextlib.suppress(Exception):
+                await task
+
+
+async def serve_queries(nc: NATS, service: QueryService) -> QueryServer:
+    """Start answering the query subjects on ``nc``; returns the server (``close()``)."""
+    return await QueryServer(nc, service).start()
+
+
+def register_query_subscribers(broker: Any, service: QueryService) -> None:
+    """Register the query subjects on a FastStream ``NatsBroker`` (for ``threadlog serve``
+    and its AsyncAPI document). The broker's middleware formats validation errors."""
+    for spec in QUERIES:
+        _register_one(broker, service, spec.name, spec.model, spec.description)
+
+
+def _register_one(broker: Any, service: QueryService, name: str,
+                  model: type[models.Query], description: str) -> None:
+    async def handler(body: Any) -> dict[str, Any]:
+        reply = await service.execute(name, body)
+        return reply.model_dump(mode="json")
+
+    handler.__annotations__ = {"body": model, "return": dict[str, Any]}
+    broker.subscriber(service.subject(name), queue="projector", title=f"query.{name}",
+                      description=description)(handler)

@@ -1,0 +1,142 @@
+"""The query service: validate, wait for ``min_seq``, read on a cursor of its own, reply.
+
+Subjects (``<prefix>.<name>``, prefix ``query``): ``threads.list``, ``threads.get``,
+``messages.list``, ``messages.get``, ``usage.summary``, ``sql``, ``status``. Every reply
+has the shape of :class:`events.replies.Reply`; ``seq`` is the projection checkpoint the
+read saw (at least ``min_seq`` when given).
+
+Failure modes: invalid input is ``invalid_input`` (``invalid_json`` for a body that is
+not JSON) with the failing fields; a ``min_seq`` not reached within the wait is
+``timeout`` with ``details.checkpoint``/``min_seq``/``behind``; reads raise ``not_found``
+and ``forbidden``; ``sql`` adds ``sql_error``/``sql_forbidden``/``sql_row_limit``/
+``sql_timeout``; anything unexpected is ``internal`` (logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+from pydantic import ValidationError
+
+from events.errors import ThreadlogError, ValidationFailed, pydantic_error_details
+from events.replies import Reply
+from projections.projector import Projector
+from projections.queries import models, reads
+from projections.queries.sql import SqlLimits, run_sql
+
+log = logging.getLogger(__name__)
+
+Read = Callable[[duckdb.DuckDBPyConnection, Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    name: str
+    model: type[models.Query]
+    description: str
+
+
+QUERIES: tuple[QuerySpec, ...] = (
+    QuerySpec("threads.list", models.ThreadsList,
+              "The user's threads, cursor-paginated by creation, asc or desc."),
+    QuerySpec("threads.get", models.ThreadsGet, "One thread of the user."),
+    QuerySpec("messages.list", models.MessagesList,
+              "A thread's messages newest first, cursor-paginated; exclude_tool_messages, "
+              "statuses filter."),
+    QuerySpec("messages.get", models.MessagesGet, "Messages by id (the user's only)."),
+    QuerySpec("usage.summary", models.UsageSummary,
+              "Token and cost totals per billing period and model for the user."),
+    QuerySpec("sql", models.SqlQuery,
+              "Operators only: read-only SQL over the views (row and time limits)."),
+    QuerySpec("status", models.StatusQuery,
+              "Projection checkpoint, stream lag and per-view versions."),
+)
+
+_READS: dict[str, Read] = {
+    "threads.list": reads.threads_list,
+    "threads.get": reads.thread_get,
+    "messages.list": reads.messages_list,
+    "messages.get": reads.messages_get,
+    "usage.summary": reads.usage_summary,
+}
+
+
+class QueryService:
+    """Runs queries against a :class:`Projector` (in its process)."""
+
+    def __init__(self, projector: Projector, *, sql_limits: SqlLimits | None = None,
+                 prefix: str = "query") -> None:
+        self.projector = projector
+        self.sql_limits = sql_limits or SqlLimits()
+        self.prefix = prefix
+        self._cursor_lock = threading.Lock()
+        self._specs = {s.name: s for s in QUERIES}
+
+    def subject(self, name: str) -> str:
+        return f"{self.prefix}.{name}"
+
+    async def handle_raw(self, name: str, payload: bytes) -> Reply:
+        """Validate a JSON request body for query ``name`` and run it."""
+        spec = self._specs.get(name)
+        if spec is None:
+            return Reply.failure(ThreadlogError(f"unknown query {name!r}", code="not_found",
+                                                details={"known": sorted(self._specs)}))
+        try:
+            body = json.loads(payload or b"{}")
+        except ValueError:
+            return Reply.failure(ValidationFailed("the request body is not JSON",
+                                                  code="invalid_json"))
+        try:
+            query = spec.model.model_validate(body)
+        except ValidationError as exc:
+            details = pydantic_error_details(exc)
+            fields = ", ".join(".".join(e["loc"]) for e in details["errors"])
+            return Reply.failure(ValidationFailed(f"invalid {name} query: {fields}",
+                                                  details=details))
+        return await self.execute(name, query)
+
+    async def execute(self, name: str, query: models.Query) -> Reply:
+        """Run a validated query; every error becomes a failure reply."""
+        try:
+            if query.min_seq is not None:
+                cap = self.projector.config.min_seq_timeout_s
+                await self.projector.wait_for(query.min_seq, min(query.wait_s or cap, cap))
+            seq = self.projector.checkpoint
+            if name == "status":
+                return Reply.success(await self.projector.status(), seq=seq)
+            if name == "sql":
+                assert isinstance(query, models.SqlQuery)
+                result = await self._in_thread(
+                    lambda cur: run_sql(cur, query.sql, self.sql_limits, query.max_rows))
+            else:
+                read = _READS[name]
+                result = await self._in_thread(lambda cur: read(cur, query))
+            return Reply.success(result, seq=seq)
+        except ThreadlogError as exc:
+            return Reply.failure(exc)
+        except Exception as exc:
+            log.exception("query %s failed", name)
+            return Reply.failure(ThreadlogError(f"internal error: {type(exc).__name__}",
+                                                code="internal"))
+
+    async def _in_thread(self, fn: Callable[[duckdb.DuckDBPyConnection], dict[str, Any]]
+                         ) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            with self._cursor_lock:
+                cur = self.projector.cursor()
+            try:
+                return fn(cur)
+            finally:
+                cur.close()
+
+        return await asyncio.to_thread(run)
+
+
+Handler = Callable[[bytes], Awaitable[Reply]]
