@@ -18,11 +18,11 @@ did land; re-running is safe.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from events import ConcurrencyError, EventEnvelope, EventStore
 from events.invoice_events import InvoiceIssued, invoice_aggregate, issued_event_id
+from scheduler.invoice_computation import InvoiceDraft, PeriodInvoices
 
 
 @dataclass
@@ -51,18 +51,19 @@ async def issue_invoice(store: EventStore, invoice: InvoiceIssued) -> bool:
     return not res.duplicate
 
 
-async def issue_invoices(store: EventStore, period: str, invoices: Sequence[InvoiceIssued],
-                         *, concurrency: int = 256) -> IssueReport:
+async def issue_invoices(store: EventStore, computed: PeriodInvoices, *,
+                         concurrency: int = 256) -> IssueReport:
     """Append every invoice (``concurrency`` appends in flight). See the module docstring."""
-    report = IssueReport(period)
+    report = IssueReport(computed.period)
     slots = asyncio.Semaphore(concurrency)
 
-    async def one(inv: InvoiceIssued) -> None:
+    async def one(draft: InvoiceDraft) -> None:
         async with slots:
+            inv = draft.to_event(computed.issued_at)
             if await issue_invoice(store, inv):
                 report.issued.append(inv.invoice_id)
             else:
                 report.already_issued += 1
 
-    await asyncio.gather(*(one(inv) for inv in invoices))
+    await asyncio.gather(*(one(d) for d in computed.invoices))
     return report

@@ -107,8 +107,7 @@ class InvoiceScheduler:
             raise ThreadlogError(f"billing period {period} is not over yet",
                                  code="period_open", details={"period": period})
         computed = await self.compute(period)
-        report = await issue_invoices(self.store, period, computed.invoices,
-                                      concurrency=self.concurrency)
+        report = await issue_invoices(self.store, computed, concurrency=self.concurrency)
         log.info("invoices for %s: %d issued, %d already issued", period,
                  len(report.issued), report.already_issued)
         self.completed.put_nowait(report)

@@ -74,14 +74,12 @@ def test_invoice_has_a_line_per_model_with_tokens_and_costs(
         con: duckdb.DuckDBPyConnection) -> None:
     out = compute_invoices(con, "2025-01", datetime(2025, 2, 2, tzinfo=UTC))
     assert [i.user_id for i in out.invoices] == ["alice", "bob"] and out.usage_rows == 4
-    alice = out.invoices[0]
+    alice = out.invoices[0].to_event(out.issued_at)
     assert alice.invoice_id == "alice_2025-01" and alice.amount == pytest.approx(0.875)
     lines = {ln.model: ln for ln in alice.lines}
     assert lines["gpt-4o"].calls == 2 and lines["gpt-4o"].prompt_tokens == 110
     assert lines["gpt-4o"].total_tokens == 165 and lines["gpt-4o"].cost == pytest.approx(0.75)
     assert lines["claude"].cost == pytest.approx(0.125)
-    # The constructed event round-trips through the catalogue's validation.
-    InvoiceIssued.model_validate(alice.model_dump())
 
 
 async def test_two_schedulers_started_at_once_issue_each_invoice_once(
