@@ -178,3 +178,20 @@ async def test_manual_run_request_is_served_by_the_scheduler(
                                              "already_issued": 0}
     assert json.loads(bad.data)["error"]["code"] == "invalid_input"
     assert json.loads(still_open.data)["error"]["code"] == "period_open"
+
+
+def test_invoices_view_rows_and_status_patches(tmp_path: Path) -> None:
+    from projections.views.invoices import InvoicesView
+
+    view = InvoicesView()
+    db = duckdb.connect(str(tmp_path / "v.duckdb"))
+    view.create(db)
+    batch = view.new_batch()
+    batch.add(1, {"type": "invoice_issued", "data": {
+        "invoice_id": "a_2025-01", "user_id": "a", "period": "2025-01", "amount": 1.5,
+        "lines": [], "issued_at": "2025-02-02T00:00:00Z"}})
+    batch.add(2, {"type": "invoice_paid", "data": {"invoice_id": "a_2025-01",
+                                                   "at": "2025-02-03T00:00:00Z"}})
+    batch.flush(db)
+    assert db.sql("SELECT user_id, period, amount, status FROM invoices").fetchall() == [
+        ("a", "2025-01", 1.5, "paid")]
