@@ -8,6 +8,7 @@ means an immediate ``unavailable`` error: commands are never silently queued.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ from nats.aio.client import Client as NATS
 from events import ThreadlogError, Unavailable, new_id
 from events.replies import Reply
 from handlers import subjects
+
+NO_RESPONDER_RETRIES = (0.005, 0.02, 0.05)
+"""Pauses before re-sending a request that reached no handler (about 75 ms in all)."""
 
 
 @dataclass(frozen=True)
@@ -36,12 +40,19 @@ class Client:
     async def request(self, subject: str, payload: dict[str, Any],
                       timeout: float | None = None) -> Result:
         """Send one request; raise the reply's error as a :class:`ThreadlogError`."""
+        data = json.dumps(payload).encode()
         try:
-            msg = await self.nc.request(subject, json.dumps(payload).encode(),
-                                        timeout=timeout or self.timeout)
-        except nats.errors.NoRespondersError:
-            raise Unavailable(f"no handler is serving {subject!r}",
-                              details={"subject": subject}) from None
+            for pause in (*NO_RESPONDER_RETRIES, None):
+                try:
+                    msg = await self.nc.request(subject, data, timeout=timeout or self.timeout)
+                    break
+                except nats.errors.NoRespondersError:
+                    # Nobody received it, so a retry cannot double-apply; the server can
+                    # briefly report no interest while subscriptions change.
+                    if pause is None:
+                        raise Unavailable(f"no handler is serving {subject!r}",
+                                          details={"subject": subject}) from None
+                    await asyncio.sleep(pause)
         except nats.errors.TimeoutError:
             raise ThreadlogError(f"no reply on {subject!r} in {timeout or self.timeout}s",
                                  code="timeout", details={"subject": subject}) from None

