@@ -3,7 +3,11 @@
 This package depends on nothing else of threadlog's.
 """
 
-from events import thread_events, usage_events  # noqa: F401  (registers the catalogue)
+from events import (  # noqa: F401  (registers the catalogue)
+    invoice_events,
+    thread_events,
+    usage_events,
+)
 from events.catalogue import CATALOGUE, Catalogue, Event, register, upcaster
 from events.content import ContentPart, TextPart, ToolCallPart, ToolResultPart, Usage, text_of
 from events.envelope import Aggregate, EventEnvelope, RecordedEvent, raw_envelope

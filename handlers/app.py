@@ -7,6 +7,7 @@ EVENTS stream is created by our own code (``EventStore.setup``), never by FastSt
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +18,10 @@ from events import Aggregate, EventStore
 from handlers import subjects, thread_decisions
 from handlers.agents.definition import AgentRegistry
 from handlers.agents.generation import Generator
+from handlers.billing.app import Billing
 from handlers.command_log import CommandLog
 from handlers.commands import CreateThread, DeleteThread, SaveMessages, UpdateThread
+from handlers.llm.usage_and_cost import ModelPrice
 from handlers.middleware import error_middleware, size_limit_middleware
 from handlers.runner import CommandRunner
 from handlers.thread_state import ThreadStateCache
@@ -38,20 +41,30 @@ class Handlers:
     states: ThreadStateCache
     runner: CommandRunner
     generator: Generator
+    billing: Billing
 
 
 async def build_handlers(broker: NatsBroker, store: EventStore,
                          command_log: CommandLog | None,
-                         agents: AgentRegistry | None = None) -> Handlers:
-    """Register the thread and agent command subscribers on ``broker``."""
+                         agents: AgentRegistry | None = None, *,
+                         spend_limit_usd: float | None = None,
+                         prices: Mapping[str, ModelPrice] | None = None) -> Handlers:
+    """Register the thread, agent and billing command subscribers on ``broker``.
+
+    Every generation first checks the user's budget (``budget_exceeded`` refuses it
+    before anything is appended or the model is called)."""
     from handlers.agents.app import make_generator, register_agent_commands
+    from handlers.billing import register_billing_commands
 
     states = ThreadStateCache(store)
     runner = CommandRunner(store, states, command_log)
     register_thread_commands(broker, runner)
+    billing = register_billing_commands(broker, store, default_limit_usd=spend_limit_usd,
+                                        prices=prices)
     generator = make_generator(runner, store.nc, agents or AgentRegistry())
+    generator.check_budget = billing.guard.check_budget
     register_agent_commands(broker, generator)
-    return Handlers(store, states, runner, generator)
+    return Handlers(store, states, runner, generator, billing)
 
 
 def register_thread_commands(broker: NatsBroker, runner: CommandRunner) -> None:

@@ -14,6 +14,7 @@ from handlers import make_broker
 from handlers.agents.app import make_generator, register_agent_commands
 from handlers.agents.definition import AgentRegistry
 from handlers.app import register_thread_commands
+from handlers.billing import register_billing_commands
 from handlers.runner import CommandRunner
 from handlers.thread_state import ThreadStateCache
 
@@ -24,6 +25,7 @@ def asyncapi_json() -> str:
     runner = CommandRunner(store, ThreadStateCache(store), None)
     register_thread_commands(broker, runner)
     register_agent_commands(broker, make_generator(runner, None, AgentRegistry()))
+    register_billing_commands(broker, store)
     for register in extra_registrations():
         register(broker)
     spec = AsyncAPI(broker, title="threadlog", version=metadata.version("threadlog"),

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from events import ThreadlogError
 from threadlog.cli_bench import BENCH_CONTEXT, bench_command
+from threadlog.cli_billing import invoices_app, usage_command
 from threadlog.cli_projections import projections_app
 from threadlog.settings import Settings, load_settings
 
@@ -26,6 +27,8 @@ events_app = typer.Typer(help="Read the event log.")
 app.add_typer(events_app, name="events")
 app.command("bench", context_settings=BENCH_CONTEXT)(bench_command)
 app.add_typer(projections_app, name="projections")
+app.add_typer(invoices_app, name="invoices")
+app.command("usage")(usage_command)
 console = Console()
 
 NatsUrl = typer.Option(None, "--nats-url", help="NATS URL(s), comma separated; "

@@ -96,7 +96,8 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
         await ensure_delta_stream(nc, DeltaStreamSpec(
             name=settings.deltas_stream, max_age_s=settings.deltas_max_age_s,
             replicas=settings.replicas))
-        handlers = await build_handlers(broker, store, command_log, AgentRegistry(agents))
+        handlers = await build_handlers(broker, store, command_log, AgentRegistry(agents),
+                                        spend_limit_usd=settings.spend_limit_usd)
         rt = Runtime(settings, urls, nc, store, broker, handlers, embedded)
         for part in extra_parts or []:
             await stack.enter_async_context(part(rt))

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(5.0, gt=0)
     model: str = Field("scripted/default", description="litellm model for the demo agent")
     duckdb_file: str = Field("threadlog.duckdb", description="relative to data_dir")
+    spend_limit_usd: float | None = Field(
+        None, ge=0, description="default per-user spend limit per billing period (USD)")
 
     @field_validator("nats_urls", mode="before")
     @classmethod

@@ -52,6 +52,7 @@ from handlers.thread_decisions import Decision, require_owned
 from handlers.thread_state import ThreadState
 
 DeltaSink = Callable[[str], Awaitable[None]]
+BudgetCheck = Callable[[str, str, list[dict[str, Any]], int | None], Awaitable[Any]]
 
 
 class StepCaller(Protocol):
@@ -118,6 +119,8 @@ class Generator:
         self.delta_writer = delta_writer
         self.aborts: dict[str, asyncio.Event] = {}
         self.thread_options: dict[str, ThreadOptions] = {}
+        self.check_budget: BudgetCheck | None = None
+        """Called before anything is appended or the model called; raises to refuse."""
         self._pending: set[asyncio.Future[None]] = set()
 
     # -- the prompt -------------------------------------------------------------------
@@ -176,6 +179,10 @@ class Generator:
         returned and the model is not called again. With ``storage="none"`` nothing is
         saved to the thread (usage is still recorded)."""
         agent = self.agents.get(cmd.agent)
+        if self.check_budget is not None:
+            await self.check_budget(cmd.user_id, agent.model,
+                                    [{"role": "user", "content": cmd.prompt or ""}],
+                                    agent.call_settings.max_tokens)
         topts = self.thread_options.get(cmd.thread_id, ThreadOptions())
         tool_list = list(resolve_tools(agent.tools, topts.tools, tools).values())
         handler = usage_handler or topts.usage_handler or agent.usage_handler
