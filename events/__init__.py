@@ -4,6 +4,7 @@ This package depends on nothing else of threadlog's.
 """
 
 from events import (  # noqa: F401  (registers the catalogue)
+    canvas_events,
     invoice_events,
     thread_events,
     usage_events,

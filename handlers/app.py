@@ -19,6 +19,7 @@ from handlers import subjects, thread_decisions
 from handlers.agents.definition import AgentRegistry
 from handlers.agents.generation import Generator
 from handlers.billing.app import Billing
+from handlers.canvas.service import CanvasService
 from handlers.command_log import CommandLog
 from handlers.commands import CreateThread, DeleteThread, SaveMessages, UpdateThread
 from handlers.llm.usage_and_cost import ModelPrice
@@ -42,6 +43,7 @@ class Handlers:
     runner: CommandRunner
     generator: Generator
     billing: Billing
+    canvas: CanvasService
 
 
 async def build_handlers(broker: NatsBroker, store: EventStore,
@@ -55,19 +57,24 @@ async def build_handlers(broker: NatsBroker, store: EventStore,
     before anything is appended or the model is called)."""
     from handlers.agents.app import make_generator, register_agent_commands
     from handlers.billing import register_billing_commands
+    from handlers.canvas import register_canvas_commands
 
     states = ThreadStateCache(store)
     runner = CommandRunner(store, states, command_log)
-    register_thread_commands(broker, runner)
+    canvas = register_canvas_commands(broker, runner)
+    register_thread_commands(broker, runner, canvas)
     billing = register_billing_commands(broker, store, default_limit_usd=spend_limit_usd,
                                         prices=prices)
     generator = make_generator(runner, store.nc, agents or AgentRegistry())
+    generator.canvas = canvas
     generator.check_budget = billing.guard.check_budget
     register_agent_commands(broker, generator)
-    return Handlers(store, states, runner, generator, billing)
+    return Handlers(store, states, runner, generator, billing, canvas)
 
 
-def register_thread_commands(broker: NatsBroker, runner: CommandRunner) -> None:
+def register_thread_commands(broker: NatsBroker, runner: CommandRunner,
+                             canvas: CanvasService | None = None) -> None:
+    """Thread commands. Deleting a thread also purges its canvases (when ``canvas``)."""
     store = runner.store
 
     @broker.subscriber(subjects.CREATE_THREAD, title="cmd.thread.create",
@@ -100,6 +107,8 @@ def register_thread_commands(broker: NatsBroker, runner: CommandRunner) -> None:
 
         async def purge() -> None:
             await store.purge(agg, keep_last=1)
+            if canvas is not None:
+                await canvas.purge_thread(body.thread_id)
 
         def decide(state: Any, cmd: DeleteThread) -> thread_decisions.Decision:
             d = thread_decisions.delete_thread(state, cmd)

@@ -22,6 +22,9 @@ class Generate(Command):
     max_steps: int | None = Field(None, ge=1, le=50)
     output_schema: dict[str, Any] | None = Field(
         None, description="JSON schema: generate an object instead of text")
+    canvas_selection: list[SafeId] = Field(
+        default_factory=list, max_length=1_000,
+        description="canvas element ids the prompt refers to: their edits become context")
 
     @model_validator(mode="after")
     def _one_prompt(self) -> Generate:

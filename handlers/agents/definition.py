@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from events import NotFound, UsageRecorded
+from handlers.canvas.context import SnippetOptions
 from handlers.llm.call_settings import CallSettings
 
 UsageHandler = Callable[[UsageRecorded], Awaitable[None] | None]
@@ -24,6 +25,10 @@ class ContextOptions:
 
     recent_messages: int = 100
     exclude_tool_messages: bool = False
+    canvas: SnippetOptions | None = None
+    """Reference snippets of canvas edits (recent, selected elements, text/vector matches
+    under a token budget). Included when set, when the agent has canvas tools, or when the
+    command names a canvas selection; ``None`` then means the defaults."""
 
 
 @dataclass

@@ -52,6 +52,7 @@ from handlers.thread_decisions import Decision, require_owned
 from handlers.thread_state import ThreadState
 
 DeltaSink = Callable[[str], Awaitable[None]]
+CANVAS_TOOL_NAMES = frozenset({"read_canvas", "edit_canvas", "revert_canvas_edit"})
 BudgetCheck = Callable[[str, str, list[dict[str, Any]], int | None], Awaitable[Any]]
 
 
@@ -119,6 +120,8 @@ class Generator:
         self.delta_writer = delta_writer
         self.aborts: dict[str, asyncio.Event] = {}
         self.thread_options: dict[str, ThreadOptions] = {}
+        self.canvas: Any = None
+        """The CanvasService, for reference snippets of canvas edits in the context."""
         self.check_budget: BudgetCheck | None = None
         """Called before anything is appended or the model called; raises to refuse."""
         self._pending: set[asyncio.Future[None]] = set()
@@ -202,8 +205,26 @@ class Generator:
                                r["order"], "", seq=seq, usage_handler=handler)
         state = await self.runner.states.get(cmd.thread_id)
         messages = build_context(state, agent, r["order"], r["step_order"])
+        messages = await self._with_canvas_context(cmd, agent, tool_list, messages)
         return await self.run_loop(cmd, agent, res, messages, r["step_order"], on_text=on_text,
                                    tools=tool_list, validate_object=validate_object)
+
+    async def _with_canvas_context(self, cmd: Generate, agent: Agent, tools: list[Any],
+                                   messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Insert reference snippets of the thread's canvas edits after the instructions."""
+        wanted = (agent.context_options.canvas is not None or bool(cmd.canvas_selection)
+                  or any(getattr(t, "name", "") in CANVAS_TOOL_NAMES for t in tools))
+        if self.canvas is None or not wanted:
+            return messages
+        from handlers.canvas.context import canvas_context_messages
+
+        extra = await canvas_context_messages(
+            self.canvas, cmd.thread_id, cmd.user_id, cmd.prompt or "", cmd.canvas_selection,
+            agent.context_options.canvas, embedding_model=agent.embedding_model)
+        if not extra:
+            return messages
+        head = 1 if messages and messages[0].get("role") == "system" else 0
+        return [*messages[:head], *extra, *messages[head:]]
 
     async def _generate_unsaved(self, cmd: Generate, agent: Agent, tools: list[Any],
                                 handler: UsageHandler | None, on_text: DeltaSink | None,
