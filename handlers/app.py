@@ -19,6 +19,7 @@ from handlers import subjects, thread_decisions
 from handlers.agents.definition import AgentRegistry
 from handlers.agents.generation import Generator
 from handlers.billing.app import Billing
+from handlers.canvas.schema import CanvasSchema
 from handlers.canvas.service import CanvasService
 from handlers.command_log import CommandLog
 from handlers.commands import CreateThread, DeleteThread, SaveMessages, UpdateThread
@@ -50,7 +51,8 @@ async def build_handlers(broker: NatsBroker, store: EventStore,
                          command_log: CommandLog | None,
                          agents: AgentRegistry | None = None, *,
                          spend_limit_usd: float | None = None,
-                         prices: Mapping[str, ModelPrice] | None = None) -> Handlers:
+                         prices: Mapping[str, ModelPrice] | None = None,
+                         canvas_schema: CanvasSchema | None = None) -> Handlers:
     """Register the thread, agent and billing command subscribers on ``broker``.
 
     Every generation first checks the user's budget (``budget_exceeded`` refuses it
@@ -61,7 +63,7 @@ async def build_handlers(broker: NatsBroker, store: EventStore,
 
     states = ThreadStateCache(store)
     runner = CommandRunner(store, states, command_log)
-    canvas = register_canvas_commands(broker, runner)
+    canvas = register_canvas_commands(broker, runner, schema=canvas_schema)
     register_thread_commands(broker, runner, canvas)
     billing = register_billing_commands(broker, store, default_limit_usd=spend_limit_usd,
                                         prices=prices)

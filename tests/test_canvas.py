@@ -12,7 +12,7 @@ import pytest
 
 from events import ThreadlogError, new_id
 from handlers import Client
-from handlers.canvas import CanvasSchema, CanvasService, register_canvas_commands, subjects
+from handlers.canvas import CanvasSchema, CanvasService, subjects
 from handlers.canvas.patching import apply_patch
 from handlers.canvas.state import canvas_aggregate
 from threadlog.embedded_nats import EmbeddedNats
@@ -25,11 +25,9 @@ async def rt(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Runtime
     name = "EV" + new_id()[:10].upper()
     settings = Settings(nats_urls=[nats_server.url], data_dir=tmp_path, events_stream=name)
 
-    async def register(r: Runtime) -> None:
-        r.parts["canvas"] = register_canvas_commands(r.broker, r.handlers.runner,
-                                                     schema=CanvasSchema(max_document_bytes=50_000))
-
-    async with running(settings, before_start=register) as r:
+    async with running(settings,
+                       canvas_schema=CanvasSchema(max_document_bytes=50_000)) as r:
+        r.parts["canvas"] = r.handlers.canvas
         yield r
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()
@@ -360,14 +358,15 @@ async def test_bad_documents_and_commands_are_refused(rt: Runtime) -> None:
     assert await rt.store.last_seq() == before
 
 
-async def test_deleting_a_thread_can_purge_its_canvases(rt: Runtime) -> None:
+async def test_deleting_a_thread_purges_its_canvases(rt: Runtime) -> None:
     c = rt.client("u1")
     tid, cid = await new_canvas(rt)
     svc: CanvasService = rt.parts["canvas"]
     svc.directory = type(svc.directory)(rt.store)  # a fresh process: finds it in the log
+    assert await rt.store.read(canvas_aggregate(cid)) != []
     await c.delete_thread(tid)
-    assert await svc.purge_thread(tid) == [cid]
     assert await rt.store.read(canvas_aggregate(cid)) == []
+    assert await svc.purge_thread(tid) == []  # nothing left to purge
     with pytest.raises(ThreadlogError) as ei:
         await query(c, subjects.GET, canvas_id=cid)
     assert ei.value.code == "not_found"

@@ -19,7 +19,6 @@ from handlers.canvas import (
     canvas_tools,
     format_reference_message,
     reference_snippets,
-    register_canvas_commands,
     subjects,
 )
 from handlers.canvas.state import canvas_aggregate
@@ -38,12 +37,9 @@ async def rt(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Runtime
     agents = [Agent(name="designer", model=f"scripted/{model}", tools=canvas_tools(),
                     call_settings=CallSettings(max_retries=1, backoff=NO_BACKOFF))]
 
-    async def register(r: Runtime) -> None:
-        r.parts["canvas"] = register_canvas_commands(r.broker, r.handlers.runner)
-
     async with running(Settings(nats_urls=[nats_server.url], data_dir=tmp_path,
-                                events_stream=name), agents=agents,
-                       before_start=register) as r:
+                                events_stream=name), agents=agents) as r:
+        r.parts["canvas"] = r.handlers.canvas
         r.parts["model"] = model
         yield r
     nc = await nats.connect(nats_server.url)

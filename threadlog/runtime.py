@@ -23,6 +23,7 @@ from handlers.agents.commands import Generate
 from handlers.agents.definition import Agent, AgentRegistry, UsageHandler
 from handlers.agents.generation import GenerationResult, ThreadOptions
 from handlers.app import Handlers
+from handlers.canvas.schema import CanvasSchema
 from handlers.streaming import DeltaStreamSpec, ensure_delta_stream
 from threadlog.embedded_nats import EmbeddedNats
 from threadlog.settings import Settings
@@ -71,6 +72,7 @@ class Runtime:
 @contextlib.asynccontextmanager
 async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
                   agents: list[Agent] | None = None,
+                  canvas_schema: CanvasSchema | None = None,
                   before_start: Callable[[Runtime], Awaitable[None]] | None = None
                   ) -> AsyncIterator[Runtime]:
     """Start everything; ``extra_parts`` (projector, scheduler...) are entered in order
@@ -97,7 +99,8 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
             name=settings.deltas_stream, max_age_s=settings.deltas_max_age_s,
             replicas=settings.replicas))
         handlers = await build_handlers(broker, store, command_log, AgentRegistry(agents),
-                                        spend_limit_usd=settings.spend_limit_usd)
+                                        spend_limit_usd=settings.spend_limit_usd,
+                                        canvas_schema=canvas_schema)
         rt = Runtime(settings, urls, nc, store, broker, handlers, embedded)
         for part in extra_parts or []:
             await stack.enter_async_context(part(rt))
