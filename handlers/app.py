@@ -14,7 +14,7 @@ from typing import Any
 from faststream import FastStream
 from faststream.nats import NatsBroker
 
-from events import Aggregate, EventStore
+from events import EventStore
 from handlers import subjects, thread_decisions
 from handlers.agents.definition import AgentRegistry
 from handlers.agents.generation import Generator
@@ -22,10 +22,17 @@ from handlers.billing.app import Billing
 from handlers.canvas.schema import CanvasSchema
 from handlers.canvas.service import CanvasService
 from handlers.command_log import CommandLog
-from handlers.commands import CreateThread, DeleteThread, SaveMessages, UpdateThread
+from handlers.commands import (
+    CreateThread,
+    DeleteThread,
+    DeleteUserData,
+    SaveMessages,
+    UpdateThread,
+)
 from handlers.llm.usage_and_cost import ModelPrice
 from handlers.middleware import error_middleware, size_limit_middleware
 from handlers.runner import CommandRunner
+from handlers.thread_deletion import ThreadDeleter
 from handlers.thread_state import ThreadStateCache
 
 
@@ -52,7 +59,8 @@ async def build_handlers(broker: NatsBroker, store: EventStore,
                          agents: AgentRegistry | None = None, *,
                          spend_limit_usd: float | None = None,
                          prices: Mapping[str, ModelPrice] | None = None,
-                         canvas_schema: CanvasSchema | None = None) -> Handlers:
+                         canvas_schema: CanvasSchema | None = None,
+                         deltas_stream: str = "DELTAS") -> Handlers:
     """Register the thread, agent and billing command subscribers on ``broker``.
 
     Every generation first checks the user's budget (``budget_exceeded`` refuses it
@@ -64,7 +72,7 @@ async def build_handlers(broker: NatsBroker, store: EventStore,
     states = ThreadStateCache(store)
     runner = CommandRunner(store, states, command_log)
     canvas = register_canvas_commands(broker, runner, schema=canvas_schema)
-    register_thread_commands(broker, runner, canvas)
+    register_thread_commands(broker, runner, canvas, deltas_stream)
     billing = register_billing_commands(broker, store, default_limit_usd=spend_limit_usd,
                                         prices=prices)
     generator = make_generator(runner, store.nc, agents or AgentRegistry())
@@ -75,9 +83,9 @@ async def build_handlers(broker: NatsBroker, store: EventStore,
 
 
 def register_thread_commands(broker: NatsBroker, runner: CommandRunner,
-                             canvas: CanvasService | None = None) -> None:
+                             canvas: CanvasService | None = None,
+                             deltas_stream: str = "DELTAS") -> None:
     """Thread commands. Deleting a thread also purges its canvases (when ``canvas``)."""
-    store = runner.store
 
     @broker.subscriber(subjects.CREATE_THREAD, title="cmd.thread.create",
                        description="Create a thread. Result: {thread_id}.")
@@ -101,29 +109,20 @@ def register_thread_commands(broker: NatsBroker, runner: CommandRunner,
                                  thread_decisions.replay_save_messages)
         return reply.model_dump(mode="json")
 
+    deleter = ThreadDeleter(runner, canvas, deltas_stream)
+
     @broker.subscriber(subjects.DELETE_THREAD, title="cmd.thread.delete",
                        description="Delete a thread: its content is purged from the log "
-                                   "(a content-free tombstone stays) and the projections.")
+                                   "(a content-free tombstone stays), its canvases and "
+                                   "deltas too, and the projections drop its rows.")
     async def delete_thread(body: DeleteThread) -> dict[str, Any]:
-        agg = Aggregate.thread(body.thread_id)
+        return (await deleter.delete_thread(body)).model_dump(mode="json")
 
-        async def purge() -> None:
-            await store.purge(agg, keep_last=1)
-            if canvas is not None:
-                await canvas.purge_thread(body.thread_id)
-
-        def decide(state: Any, cmd: DeleteThread) -> thread_decisions.Decision:
-            d = thread_decisions.delete_thread(state, cmd)
-            d.after = purge
-            return d
-
-        def replay(state: Any, cmd: DeleteThread) -> thread_decisions.Decision:
-            d = thread_decisions.replay_delete(state, cmd)
-            d.after = purge
-            return d
-
-        reply = await runner.run(body, body.thread_id, decide, replay)
-        return reply.model_dump(mode="json")
+    @broker.subscriber(subjects.DELETE_USER_DATA, title="cmd.user.delete",
+                       description="Delete every thread (messages, canvases) of the user. "
+                                   "Usage and invoices stay; they hold no content.")
+    async def delete_user_data(body: DeleteUserData) -> dict[str, Any]:
+        return (await deleter.delete_user_data(body)).model_dump(mode="json")
 
 
 def make_app(broker: NatsBroker) -> FastStream:

@@ -129,6 +129,10 @@ class Client:
         return await self.command(subjects.ABORT, None, thread_id=thread_id,
                                   message_id=message_id)
 
+    async def delete_user_data(self, *, command_id: str | None = None) -> Result:
+        """Delete all of this user's threads, messages and canvases (usage stays)."""
+        return await self.command(subjects.DELETE_USER_DATA, command_id)
+
     async def query(self, subject: str, *, min_seq: int | None = None, **fields: Any) -> Result:
         body = {"user_id": self.user_id, **fields}
         if min_seq is not None:

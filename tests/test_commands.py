@@ -172,3 +172,26 @@ async def test_no_handler_running_is_a_clear_unavailable_error(nc) -> None:  # t
     with pytest.raises(ThreadlogError) as ei:
         await Client(nc, user_id="u1").create_thread()
     assert ei.value.code == "unavailable"
+
+
+async def test_delete_user_data_removes_every_thread_but_keeps_usage(rt: Runtime) -> None:
+    from events import Usage, UsageRecorded
+
+    alice, bob = rt.client("alice"), rt.client("bob")
+    a1 = (await alice.create_thread()).value["thread_id"]
+    a2 = (await alice.create_thread()).value["thread_id"]
+    b1 = (await bob.create_thread()).value["thread_id"]
+    for tid in (a1, a2):
+        await alice.save_message(tid, "user", "private")
+    await rt.store.append(Aggregate("usage", "alice"), [UsageRecorded(
+        call_id="c1", user_id="alice", thread_id=a1, model="m", usage=Usage(total_tokens=3))])
+    res = await alice.delete_user_data()
+    assert sorted(res.value["threads_deleted"]) == sorted([a1, a2])
+    for tid in (a1, a2):
+        assert [e.type for e in await rt.store.read(Aggregate.thread(tid))] == [
+            "thread_deleted"]
+    assert len(await rt.store.read(Aggregate.thread(b1))) == 1
+    assert len(await rt.store.read(Aggregate("usage", "alice"))) == 1
+    again = await alice.delete_user_data()  # idempotent: nothing left to delete
+    assert again.value["user_id"] == "alice"
+    assert len(await rt.store.read(Aggregate.thread(a1))) == 1

@@ -100,7 +100,8 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
             replicas=settings.replicas))
         handlers = await build_handlers(broker, store, command_log, AgentRegistry(agents),
                                         spend_limit_usd=settings.spend_limit_usd,
-                                        canvas_schema=canvas_schema)
+                                        canvas_schema=canvas_schema,
+                                        deltas_stream=settings.deltas_stream)
         rt = Runtime(settings, urls, nc, store, broker, handlers, embedded)
         for part in extra_parts or []:
             await stack.enter_async_context(part(rt))

@@ -9,10 +9,9 @@ added at once.
 
 from __future__ import annotations
 
-import asyncio
-
-from events import EventStore
+from events import EventStore, RecordedEvent
 from events.canvas_events import CanvasCreated
+from events.subject_index import SubjectIndex
 
 CREATED_SUBJECT = "events.canvas.*.canvas_created"
 
@@ -21,8 +20,12 @@ class CanvasDirectory:
     def __init__(self, store: EventStore) -> None:
         self.store = store
         self._by_thread: dict[str, list[str]] = {}
-        self._read_to = 0
-        self._lock = asyncio.Lock()
+        self._index = SubjectIndex(store, CREATED_SUBJECT, self._fold)
+
+    def _fold(self, rec: RecordedEvent) -> None:
+        ev = rec.event
+        if isinstance(ev, CanvasCreated):
+            self.add(ev.thread_id, ev.canvas_id)
 
     def add(self, thread_id: str, canvas_id: str) -> None:
         ids = self._by_thread.setdefault(thread_id, [])
@@ -31,15 +34,7 @@ class CanvasDirectory:
 
     async def canvases_of(self, thread_id: str) -> list[str]:
         """Canvas ids of ``thread_id`` in creation order (empty if none)."""
-        async with self._lock:
-            end = await self.store.last_seq()
-            if end > self._read_to:
-                async for rec in self.store.replay(self._read_to + 1, subject=CREATED_SUBJECT,
-                                                   until_seq=end):
-                    ev = rec.event
-                    if isinstance(ev, CanvasCreated):
-                        self.add(ev.thread_id, ev.canvas_id)
-                self._read_to = end
+        await self._index.refresh()
         return list(self._by_thread.get(thread_id, []))
 
     def forget_thread(self, thread_id: str) -> None:
