@@ -125,6 +125,25 @@ class Client:
         return await self.command(subjects.APPROVAL, command_id, thread_id=thread_id,
                                   tool_call_id=tool_call_id, approved=approved, reason=reason)
 
+    async def stream_object(self, agent: str, thread_id: str, prompt: str,
+                            schema: dict[str, Any], **extra: Any) -> AsyncIterator[dict[str, Any]]:
+        """Partial objects as the JSON streams in (each a superset of the previous one);
+        the last one yielded is the validated object of the finished generation."""
+        from handlers.llm.structured_output import partial_object
+
+        stream = self.stream_text(agent, thread_id, prompt, output_schema=schema, **extra)
+        text, last = "", None
+        async for delta in stream:
+            text += delta
+            partial = partial_object(text)
+            if partial is not None and partial != last:
+                last = partial
+                yield partial
+        assert stream.result is not None
+        final = stream.result.value["object"]
+        if final != last:
+            yield final
+
     async def abort(self, thread_id: str, message_id: str) -> Result:
         return await self.command(subjects.ABORT, None, thread_id=thread_id,
                                   message_id=message_id)

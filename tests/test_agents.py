@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -159,3 +160,18 @@ async def test_generate_object_validates_against_schema(rt: Runtime) -> None:
     tid = (await c.create_thread()).value["thread_id"]
     res = await c.generate_object("helper", tid, "make a person", Person.model_json_schema())
     assert Person.model_validate(res.value["object"])
+
+
+async def test_stream_object_yields_growing_partials_then_the_object(rt: Runtime) -> None:
+    class Trip(BaseModel):
+        city: str
+        days: int
+        stops: list[str]
+
+    obj = {"city": "Lisbon", "days": 3, "stops": ["Alfama", "Belem", "Sintra", "Cascais"]}
+    scripted.script(rt.parts["model"], [Reply.json(obj)])
+    c = rt.client("u1")
+    tid = (await c.create_thread()).value["thread_id"]
+    partials = [p async for p in c.stream_object("helper", tid, "plan", Trip.model_json_schema())]
+    assert partials[-1] == obj and len(partials) >= 2
+    assert all(set(a) <= set(b) for a, b in itertools.pairwise(partials))
