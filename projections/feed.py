@@ -4,7 +4,7 @@ Why not nats-py's subscription: its per-message path (regex parser, ``Msg`` obje
 per ``next_msg``) tops out near 40k messages/s on 2 cores, below the projector's target.
 This feed speaks the small part of the NATS protocol a push consumer needs (CONNECT, SUB,
 UNSUB, PUB for flow control, PING/PONG, MSG/HMSG) over an ``asyncio.Protocol`` and hands
-out ``(stream_seq, payload)`` pairs in batches. The consumer itself is created with
+out ``(stream_seq, subject, payload)`` in batches. The consumer itself is created with
 nats-py's JetStream API (``JetStreamManager.add_consumer``).
 
 Guarantees
@@ -14,8 +14,9 @@ Guarantees
   status, or after three missed heartbeats the consumer is recreated from the last
   handed-out sequence + 1 on a fresh deliver subject (what nats-py's ordered consumer
   does), so nothing is skipped or repeated.
-- Backpressure: flow-control requests are answered only once the messages before them
-  have been taken, and the socket stops being read above ``high_water`` buffered events.
+- Backpressure: a flow-control request is answered only while fewer than ``high_water``
+  events received before it wait to be taken, and the socket stops being read above
+  ``high_water`` buffered events, so memory stays bounded whatever the consumer's pace.
 
 Failure modes: a closed connection raises :class:`events.Unavailable` from :meth:`take`
 (the projector restarts the feed from its checkpoint). TLS servers are not supported by
@@ -39,6 +40,8 @@ from events.errors import Unavailable
 from events.ids import new_id
 
 _CRLF = b"\r\n"
+Item = tuple[int, bytes, bytes]
+"""``(stream sequence, subject, payload)`` of one event."""
 _STATUS_PREFIX = b"NATS/1.0 "
 
 
@@ -81,7 +84,8 @@ class _Protocol(asyncio.Protocol):
                 if hlen and buf.startswith(_STATUS_PREFIX, start):
                     feed._on_status(int(parts[2]), bytes(buf[start:start + hlen]), reply)
                 else:
-                    feed._on_msg(int(parts[2]), reply, bytes(buf[start + hlen:start + total]))
+                    feed._on_msg(int(parts[2]), parts[1], reply,
+                                 bytes(buf[start + hlen:start + total]))
                 pos = start + total + 2
             else:
                 line = bytes(buf[pos:end])
@@ -91,7 +95,8 @@ class _Protocol(asyncio.Protocol):
 
 
 class OrderedFeed:
-    """Ordered delivery of ``(seq, payload)`` from ``from_seq``; see the module docstring."""
+    """Ordered delivery of ``(seq, subject, payload)`` from ``from_seq``; see the module
+    docstring."""
 
     def __init__(self, url: str, nc: NATS, stream: str, *, subject: str = "events.>",
                  heartbeat_s: float = 2.0, high_water: int = 50_000) -> None:
@@ -104,7 +109,7 @@ class OrderedFeed:
         self.pending = -1
         """Events left in the stream after the last one received (-1: unknown yet)."""
         self.resets = 0
-        self._items: deque[tuple[int, bytes]] = deque()
+        self._items: deque[Item] = deque()
         self._fc: deque[tuple[int, bytes]] = deque()
         self._received = 0
         self._taken = 0
@@ -163,8 +168,7 @@ class OrderedFeed:
         return len(self._items)
 
     # ----------------------------------------------------------------- consuming
-    async def take(self, max_items: int, timeout: float | None = None
-                   ) -> list[tuple[int, bytes]]:
+    async def take(self, max_items: int, timeout: float | None = None) -> list[Item]:
         """Wait (up to ``timeout``, None: forever) for events; return up to ``max_items``.
 
         Returns an empty list on timeout. Raises :class:`Unavailable` if the connection
@@ -201,7 +205,7 @@ class OrderedFeed:
         return out
 
     # ----------------------------------------------------------------- protocol events
-    def _on_msg(self, sid: int, reply: bytes, payload: bytes) -> None:
+    def _on_msg(self, sid: int, subject: bytes, reply: bytes, payload: bytes) -> None:
         if sid != self._sid or self._needs_reset:
             return
         tokens = reply.split(b".")
@@ -215,7 +219,7 @@ class OrderedFeed:
         self._received += 1
         self.pending = int(tokens[8 + off])
         self._last_activity = time.monotonic()
-        self._items.append((int(tokens[5 + off]), payload))
+        self._items.append((int(tokens[5 + off]), subject, payload))
         if len(self._items) > self.high_water and not self._paused and self._proto:
             assert self._proto.transport is not None
             self._paused = True
@@ -231,7 +235,7 @@ class OrderedFeed:
             self._needs_reset = True
             self._ready.set()
             return
-        if reply:  # flow control request: answer once everything before it is taken
+        if reply:  # flow control request (see _answer_flow_control)
             self._fc.append((self._received, reply))
             self._answer_flow_control()
             return
@@ -270,7 +274,9 @@ class OrderedFeed:
             self._proto.transport.write(data)
 
     def _answer_flow_control(self) -> None:
-        while self._fc and self._fc[0][0] <= self._taken:
+        # Answer once fewer than ``high_water`` events received before the request are
+        # still waiting to be taken: the server keeps at most about that many in flight.
+        while self._fc and self._fc[0][0] - self._taken < self.high_water:
             _, reply = self._fc.popleft()
             self._write(b"PUB " + reply + b" 0\r\n\r\n")
 

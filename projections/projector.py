@@ -8,9 +8,10 @@ Guarantees
   at any moment (SIGKILL included) and restarting yields the tables of a clean rebuild.
 - Order: events are applied in stream order (an ordered consumer, :mod:`projections.feed`).
 - Batching: a batch is everything the feed has buffered, up to ``batch_max`` events
-  (about 1000). While one batch is written (in a writer thread; DuckDB releases the GIL)
-  the next is decoded, so a busy projector makes big batches and an idle one applies a
-  single event within milliseconds.
+  (1000) when live and up to ``catchup_batch_max`` (10,000) while a backlog waits in the
+  stream (see ``ProjectorConfig``). While one batch is written (in a writer thread;
+  DuckDB releases the GIL) the next is prepared, so a busy projector makes big batches
+  and an idle one applies a single event within milliseconds.
 - Views are independent: a new view, a view whose version changed, or a view named in
   ``reset`` is dropped, recreated and rebuilt from the log while the others only skip.
 - Events no view handles are skipped but still advance the checkpoint.
@@ -18,8 +19,8 @@ Guarantees
 Failure modes
 - A lost NATS connection: the feed is restarted from the checkpoint after a short backoff
   (``run`` keeps going until :meth:`stop`).
-- An event a view cannot apply (a malformed payload that slipped past validation) is
-  recorded in ``_projection_skipped`` (view, seq, error) and skipped, deterministically.
+- A payload missing a view's key fields (impossible for events validated at append)
+  yields no row; a SQL error in a view stops ``run`` with the exception (fail loudly).
 - A key conflict (the same message id saved twice in different batches) re-applies the
   batch with ``INSERT OR REPLACE``: the later save wins.
 """
@@ -38,16 +39,19 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 from nats.aio.client import Client as NATS
 
 from events.catalogue import CATALOGUE
 from events.errors import ThreadlogError, Timeout, Unavailable
 from projections import state
-from projections.feed import OrderedFeed
-from projections.view import View, ViewBatch
+from projections.batch import Batch
+from projections.feed import Item, OrderedFeed
+from projections.view import SqlView, View, ViewBatch
 from projections.views import VIEWS
 
 log = logging.getLogger(__name__)
+_EVENTS = "_projector_batch"
 
 Progress = Callable[[int, int, int], None]
 """``progress(checkpoint, events_in_batch, events_left_in_stream)`` after each batch."""
@@ -64,10 +68,29 @@ def open_database(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDB
 
 
 @dataclass
+class Prepared:
+    """A batch ready to apply: the events as Arrow, and each view's share (None: the view
+    handles none of them but its checkpoint still advances)."""
+
+    table: pa.Table
+    batches: list[tuple[View, Batch | ViewBatch | None]]
+    last_seq: int
+    count: int
+
+
+@dataclass
 class ProjectorConfig:
     db_path: Path
     stream: str = "EVENTS"
     batch_max: int = 1000
+    """Events per transaction when the projector is live (caught up)."""
+    catchup_batch_max: int = 10_000
+    """Events per transaction while more than ``batch_max`` events wait in the stream
+    (catch-up, rebuild): each statement of a view costs a few ms whatever its row count,
+    so bigger batches are what makes a rebuild fast. Set equal to ``batch_max`` to cap
+    every transaction at ``batch_max``."""
+    duckdb_threads: int | None = None
+    """DuckDB worker threads (None: DuckDB's default, one per core)."""
     min_seq_timeout_s: float = 5.0
     """The longest a query waits for ``min_seq`` (queries may ask for less)."""
     reset: Sequence[str] = ()
@@ -92,7 +115,11 @@ class Projector:
         self._stopping = False
         self._stopped = asyncio.Event()
         self._wake = asyncio.Event()
-        self._versions = {t: CATALOGUE.model(t).schema_version for t in CATALOGUE.types()}
+        self._version_markers = {
+            t.encode(): f'"version":{CATALOGUE.model(t).schema_version},'.encode()
+            for t in CATALOGUE.types() if CATALOGUE.model(t).schema_version != 1}
+        """Types whose current schema is newer than 1: payloads without this marker (the
+        envelope's compact ``"version":N,``) are upcast before the views see them."""
         self.progress: Progress | None = None
         self.applied = 0
 
@@ -115,6 +142,8 @@ class Projector:
         self._cond = asyncio.Condition()
         stream_id = await self._stream_id()
         self.con = open_database(self.config.db_path)
+        if self.config.duckdb_threads:
+            self.con.execute(f"SET threads = {int(self.config.duckdb_threads)}")
         reset = [v.name for v in self.views] if "*" in self.config.reset else self.config.reset
         states = await self._in_writer(state.prepare_views, self.con, self.views,
                                        stream_id=stream_id, reset=reset)
@@ -194,12 +223,11 @@ class Projector:
                 items = await self._take(feed)
                 if not items:
                     continue
-                batches, skipped = self._build(items)
-                last = items[-1][0]
+                prepared = self._build(items)
+                last = prepared.last_seq
                 if inflight is not None:
                     await inflight
-                inflight = asyncio.ensure_future(self._commit(batches, skipped, last,
-                                                              len(items), feed))
+                inflight = asyncio.ensure_future(self._commit(prepared, feed))
                 if until_seq is not None and (last >= until_seq or
                                               (feed.pending == 0 and not feed.buffered)):
                     break
@@ -212,8 +240,11 @@ class Projector:
             self._feed = None
             await feed.close()
 
-    async def _take(self, feed: OrderedFeed) -> list[tuple[int, bytes]]:
-        take = asyncio.ensure_future(feed.take(self.config.batch_max))
+    async def _take(self, feed: OrderedFeed) -> list[Item]:
+        cfg = self.config
+        backlog = max(0, feed.pending) + feed.buffered
+        limit = cfg.catchup_batch_max if backlog > cfg.batch_max else cfg.batch_max
+        take = asyncio.ensure_future(feed.take(max(limit, cfg.batch_max)))
         wake = asyncio.ensure_future(self._wake.wait())
         try:
             await asyncio.wait({take, wake}, return_when=asyncio.FIRST_COMPLETED)
@@ -227,85 +258,111 @@ class Projector:
         self._wake.clear()
         return []
 
-    def _build(self, items: list[tuple[int, bytes]]
-               ) -> tuple[list[tuple[str, ViewBatch]], list[tuple[str, int, str]]]:
-        """Decode ``items`` and fold them into one batch per view (event-loop thread)."""
-        batches: list[tuple[str, ViewBatch]] = []
-        routes: dict[str, list[tuple[int, str, ViewBatch]]] = {}
-        first = items[0][0]
+    def _build(self, items: list[Item]) -> Prepared:
+        """Turn ``items`` into one Arrow table and each view's :class:`Batch` (event loop).
+
+        SQL views get the JSON as is (the type is the subject's last token; DuckDB decodes).
+        Python-folding views get each of their events decoded once with ``json``. An event
+        whose envelope ``version`` is older than its model is upcast (decoded, upgraded,
+        re-encoded) first.
+        """
+        seqs = [it[0] for it in items]
+        types = [it[1][it[1].rfind(b".") + 1:] for it in items]
+        payloads = [it[2] for it in items]
+        for i, t in enumerate(types):
+            marker = self._version_markers.get(t)
+            if marker is not None and marker not in payloads[i]:
+                payloads[i] = self._upcast(payloads[i])
+        present = {t.decode() for t in set(types)}
+        first, last = seqs[0], seqs[-1]
+        table = pa.Table.from_arrays(
+            [pa.array(seqs, pa.int64()), pa.array(types, pa.binary()).cast(pa.string()),
+             pa.array(payloads, pa.binary()).cast(pa.string())],
+            names=["seq", "type", "payload"])
+        batches: list[tuple[View, Batch | ViewBatch | None]] = []
+        shared: dict[str, Any] = {}
+        folding: dict[bytes, list[tuple[int, ViewBatch]]] = {}
         for view in self.views:
             floor = self._floors.get(view.name, 0)
-            if floor >= items[-1][0]:
+            if floor >= last:
                 continue
-            b = view.new_batch()
-            batches.append((view.name, b))
-            for t in view.handles:
-                routes.setdefault(t, []).append((floor if floor >= first else 0, view.name, b))
-        skipped: list[tuple[str, int, str]] = []
-        loads = json.loads
-        versions = self._versions
-        for seq, payload in items:
-            env = loads(payload)
-            targets = routes.get(env["type"])
-            if not targets:
-                continue
-            if env.get("version", 1) != versions.get(env["type"], 1):
-                env = self._upcast(env)
-            for floor, name, b in targets:
-                if seq > floor:
-                    try:
-                        b.add(seq, env)
-                    except Exception as exc:
-                        skipped.append((name, seq, f"{type(exc).__name__}: {exc}"))
-        return batches, skipped
+            mine = frozenset(view.handles & present)
+            if not mine:
+                batches.append((view, None))
+            elif isinstance(view, SqlView):
+                where = "type IN (" + ", ".join(f"'{t}'" for t in sorted(mine)) + ")"
+                if floor >= first:
+                    where += f" AND seq > {floor}"
+                batches.append((view, Batch(f"(SELECT seq, type, payload FROM {_EVENTS} "
+                                            f"WHERE {where})", mine, floor=floor,
+                                            whole=_EVENTS, shared=shared)))
+            else:
+                vb = view.new_batch()
+                batches.append((view, vb))
+                for name in mine:
+                    folding.setdefault(name.encode(), []).append((floor, vb))
+        if folding:
+            loads = json.loads
+            for seq, t, payload in zip(seqs, types, payloads, strict=True):
+                targets = folding.get(t)
+                if targets:
+                    env = loads(payload)
+                    for floor, vb in targets:
+                        if seq > floor:
+                            vb.add(seq, env)
+        return Prepared(table, batches, last, len(items))
 
-    def _upcast(self, env: dict[str, Any]) -> dict[str, Any]:
+    def _upcast(self, payload: bytes) -> bytes:
+        env = json.loads(payload)
         try:
             event = CATALOGUE.decode(env["type"], env.get("version", 1), env["data"])
-        except ThreadlogError:
-            return env
-        return {**env, "data": event.model_dump(mode="json", exclude={"type"})}
+        except ThreadlogError as exc:
+            log.warning("event %s kept as is: %s", env.get("event_id"), exc)
+            return payload
+        env["data"] = event.model_dump(mode="json", exclude={"type"})
+        env["version"] = type(event).schema_version
+        return json.dumps(env).encode()
 
-    async def _commit(self, batches: list[tuple[str, ViewBatch]],
-                      skipped: list[tuple[str, int, str]], last: int, count: int,
-                      feed: OrderedFeed) -> None:
-        names = [name for name, _ in batches]
-        await self._in_writer(self._apply, [b for _, b in batches], names, skipped, last)
-        for name in names:
-            self._floors[name] = max(self._floors.get(name, 0), last)
-        self.applied += count
+    async def _commit(self, prepared: Prepared, feed: OrderedFeed) -> None:
+        await self._in_writer(self._apply, prepared)
+        last = prepared.last_seq
+        for view, _ in prepared.batches:
+            self._floors[view.name] = max(self._floors.get(view.name, 0), last)
+        self.applied += prepared.count
         self._checkpoint = min(self._floors.values(), default=last)
         assert self._cond is not None
         async with self._cond:
             self._cond.notify_all()
         if self.progress is not None:
-            self.progress(self._checkpoint, count, max(0, feed.pending))
+            self.progress(self._checkpoint, prepared.count, max(0, feed.pending))
 
-    def _apply(self, batches: list[ViewBatch], names: list[str],
-               skipped: list[tuple[str, int, str]], last: int, replace: bool = False) -> None:
-        """One transaction: every view's rows, the skipped events, the checkpoints."""
+    def _apply(self, prepared: Prepared, replace: bool = False) -> None:
+        """One transaction: every view's rows and their checkpoints (writer thread)."""
         con = self.con
         assert con is not None
-        con.begin()
+        con.register(_EVENTS, prepared.table)
         try:
-            for b in batches:
-                b.flush(con, replace=replace)
-            if skipped:
-                con.execute("CREATE TABLE IF NOT EXISTS _projection_skipped "
-                            "(view VARCHAR, seq BIGINT, error VARCHAR)")
-                con.execute("INSERT INTO _projection_skipped SELECT unnest($1::VARCHAR[]), "
-                            "unnest($2::BIGINT[]), unnest($3::VARCHAR[])",
-                            [list(x) for x in zip(*skipped, strict=True)])
-            state.advance(con, names, last)
-            con.commit()
-        except duckdb.ConstraintException:
-            con.rollback()
-            if replace:
+            con.begin()
+            try:
+                for view, batch in prepared.batches:
+                    if isinstance(batch, Batch):
+                        assert isinstance(view, SqlView)
+                        view.apply(con, batch, replace=replace)
+                    elif batch is not None:
+                        batch.flush(con, replace=replace)
+                state.advance(con, [v.name for v, _ in prepared.batches], prepared.last_seq)
+                con.commit()
+            except duckdb.ConstraintException:
+                con.rollback()
+                if replace:
+                    raise
+                self._apply(prepared, replace=True)
+            except BaseException:
+                con.rollback()
                 raise
-            self._apply(batches, names, skipped, last, replace=True)
-        except BaseException:
-            con.rollback()
-            raise
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                con.unregister(_EVENTS)
 
     async def _in_writer(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()

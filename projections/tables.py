@@ -1,9 +1,14 @@
-"""Projected tables and the batched writes every view uses (DuckDB fast paths only).
+"""Projected tables and the batched writes of views that fold events in Python.
 
-A :class:`Table` is a table's schema (columns, key, secondary indexes). Views collect one
-batch of rows in Python (:class:`KeyedRows` for rows with a key that later events update,
-:class:`AppendedRows` for append-only facts) and write it with a handful of set-based
-statements over an Arrow table: ``INSERT ... SELECT``, ``UPDATE ... FROM``, ``DELETE``.
+A :class:`Table` is a table's schema (columns, key, secondary indexes) and its DDL. Keys
+are PRIMARY KEYs (ART indexes): point reads and ``UPDATE ... FROM`` touch only the rows
+concerned, at the price of slower bulk inserts; append-only tables have none.
+
+SQL views (:class:`projections.view.SqlView`) write with their own set-based statements.
+Python-folding views collect one batch of rows in Python (:class:`KeyedRows` for rows
+with a key that later events update, :class:`AppendedRows` for append-only facts) and
+write it with a handful of set-based statements over an Arrow table: ``INSERT ...
+SELECT``, ``UPDATE ... FROM``, ``DELETE``.
 Nothing here runs per row in SQL; per-row work is plain Python dict folding.
 
 Write semantics of :class:`KeyedRows` within one batch, in event order:
@@ -60,6 +65,15 @@ class Table:
             out.append(f'CREATE INDEX IF NOT EXISTS "{self.name}_idx{n}" ON "{self.name}" ('
                        + ", ".join(f'"{c}"' for c in idx) + ")")
         return out
+
+    @property
+    def column_list(self) -> str:
+        return ", ".join(f'"{c}"' for c in self.columns)
+
+    def insert_verb(self, replace: bool) -> str:
+        """``INSERT OR REPLACE INTO t (...)`` when replacing (keyed tables), else ``INSERT``."""
+        verb = "INSERT OR REPLACE" if replace and self.key else "INSERT"
+        return f'{verb} INTO "{self.name}" ({self.column_list})'
 
     def _arrow(self, names: Sequence[str], rows: Sequence[dict[str, Any]]) -> pa.Table:
         arrays = []

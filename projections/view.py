@@ -1,20 +1,33 @@
-"""What a view is: its tables (with a version), the event types it handles, and a batch.
+"""What a view is: its tables (with a version), the event types it handles, and how it
+applies one batch of those events.
 
 A view module defines one subclass of :class:`View` and lists an instance in
-``projections.views.VIEWS``. The projector:
+``projections.views.VIEWS``. The projector creates the view's tables (``Table.ddl``) when
+it first sees the view, and drops and recreates them when :attr:`View.version` differs
+from the version recorded in the database, then replays the log into just that view (the
+others skip those events). Then, for each batch, inside the batch's transaction, it hands
+the view the batch's events of the types in :attr:`View.handles` with a sequence above
+the view's checkpoint, in one of two ways:
 
-- creates the view's tables from :attr:`View.tables` (``Table.ddl``) when it first sees
-  the view, and drops and recreates them when :attr:`View.version` differs from the
-  version recorded in the database, then replays the log into just that view;
-- for each batch of events calls :meth:`View.new_batch`, passes every event whose
-  ``type`` is in :attr:`View.handles` (and whose sequence is above the view's own
-  checkpoint) to :meth:`ViewBatch.add`, in stream order, then calls
-  :meth:`ViewBatch.flush` inside the batch's transaction.
+- :class:`SqlView` (fastest; threads, messages, tool_calls, usage): :meth:`SqlView.apply`
+  gets a :class:`~projections.batch.Batch` whose ``source`` is a parenthesised subquery
+  with columns ``seq BIGINT`` (stream sequence), ``type VARCHAR`` (``Event.type``) and
+  ``payload VARCHAR`` (the JSON envelope: ``$.data.<field>``, ``$.occurred_at``,
+  ``$.user_id``...), and ``types``, the types present. DuckDB decodes the JSON
+  (``json_transform``), nothing runs per event in Python. A batch may hold several
+  events of one row (a message saved then finalized), so ``apply`` folds them in SQL:
+  ``arg_max(field, seq)`` is the latest value, ``FILTER (WHERE f IS NOT NULL)`` skips
+  events leaving a field unchanged; ``Batch.deleted_threads``/``after_deletions`` handle
+  a deletion inside the batch.
+- Python folding (any other :class:`View`): :meth:`View.new_batch` returns a
+  :class:`ViewBatch`; the projector decodes each event once with plain ``json``
+  (``Envelope`` dicts, no pydantic: events were validated at append), calls
+  ``add(seq, env)`` in stream order, then ``flush(con)``. :mod:`projections.tables` has
+  helpers (``KeyedRows``, ``AppendedRows``) that write through Arrow.
 
-Events reach views as plain dicts (the JSON envelope, ``raw_envelope``): they were
-validated when appended, so views read ``env["data"][...]`` without pydantic. A view must
-be deterministic (a function of the events only: never the wall clock), so that a
-rebuild gives the same rows.
+A view must be deterministic (a function of the events only: never the wall clock), so
+that a rebuild gives the same rows. ``replace=True`` is passed when the first attempt hit
+a key conflict (an id saved twice in different batches): inserts then replace.
 """
 
 from __future__ import annotations
@@ -24,6 +37,7 @@ from typing import Any, ClassVar, Protocol
 
 import duckdb
 
+from projections.batch import Batch
 from projections.tables import Table
 
 Envelope = dict[str, Any]
@@ -31,7 +45,7 @@ Envelope = dict[str, Any]
 
 
 class ViewBatch(Protocol):
-    """The rows one batch of events produces for one view."""
+    """The rows one batch of events produces for one Python-folding view."""
 
     def add(self, seq: int, env: Envelope) -> None:
         """Fold one event (stream sequence ``seq``) into the batch; events come in order."""
@@ -42,7 +56,11 @@ class ViewBatch(Protocol):
 
 
 class View(ABC):
-    """Base of every view. Subclasses set the class attributes and implement new_batch."""
+    """Base of every view: name, version, tables and handled event types.
+
+    Implement :meth:`new_batch` (a Python-folding view), or subclass :class:`SqlView`
+    and implement :meth:`SqlView.apply` (set-based SQL over the batch's JSON).
+    """
 
     name: ClassVar[str]
     version: ClassVar[int]
@@ -51,9 +69,10 @@ class View(ABC):
     handles: ClassVar[frozenset[str]]
     """Event types (``Event.type``) this view reads; all others never reach it."""
 
-    @abstractmethod
     def new_batch(self) -> ViewBatch:
-        """An empty batch."""
+        """An empty batch (Python-folding views)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement new_batch or "
+                                  f"subclass SqlView")
 
     def create(self, con: duckdb.DuckDBPyConnection) -> None:
         for table in self.tables:
@@ -67,3 +86,12 @@ class View(ABC):
     @property
     def table_names(self) -> list[str]:
         return [t.name for t in self.tables]
+
+
+class SqlView(View):
+    """A view that applies each batch with set-based SQL (see the module docstring)."""
+
+    @abstractmethod
+    def apply(self, con: duckdb.DuckDBPyConnection, batch: Batch, *,
+              replace: bool = False) -> None:
+        """Apply ``batch`` with SQL inside the caller's transaction."""

@@ -1,19 +1,23 @@
 """The ``messages`` view: one row per message, updated by status changes and finalization.
 
 ``text`` is the concatenated text parts; ``content`` the parts as JSON; ``is_tool`` is true
-for tool messages and for messages holding tool calls or results. Deleting a thread
-removes its messages. Token columns come from the message's ``usage`` (NULL when none).
+for ``tool`` messages and for messages holding tool calls or results. Token columns come
+from the message's ``usage`` (NULL when none). ``message_status_changed`` and
+``message_finalized`` set the fields they carry (``null`` and an empty ``content`` mean
+unchanged) on a message saved earlier (in this batch or before); for an unknown message
+they are a no-op. Deleting a thread removes its messages. Saving an existing message id
+again replaces the row.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import duckdb
 
-from projections.tables import KeyedRows, Table
-from projections.view import Envelope, View
+from projections.batch import Batch, Fields, delete_threads
+from projections.tables import Table
+from projections.view import SqlView
 
 TOKEN_KINDS = ("prompt_tokens", "completion_tokens", "total_tokens", "reasoning_tokens",
                "cached_input_tokens", "cache_write_tokens")
@@ -32,76 +36,86 @@ MESSAGES = Table(
     key=("message_id",),
     indexes=(("thread_id",),),
 )
-_PATCHABLE = ("status", "text", "content", "is_tool", "model", "provider", *TOKEN_KINDS,
-              "finish_reason", "error", "updated_at")
+F = Fields(
+    message_id="$.data.message_id", thread_id="$.data.thread_id", user_id="$.user_id",
+    order="$.data.order", step_order="$.data.step_order", role="$.data.role",
+    status="$.data.status", agent_name="$.data.agent_name", model="$.data.model",
+    provider="$.data.provider", finish_reason="$.data.finish_reason", error="$.data.error",
+    prompt_message_id="$.data.prompt_message_id", at="$.occurred_at",
+    **{k: f"$.data.usage.{k}" for k in TOKEN_KINDS},
+)
+_AT = F.cast("at", "TIMESTAMPTZ")
+TEXT = "coalesce(array_to_string(json_extract_string(payload, '$.data.content[*].text'), ''), '')"
+HAS_TOOL_PARTS = ("coalesce(list_has_any(json_extract_string(payload, '$.data.content[*].type'),"
+                  " ['tool_call', 'tool_result']), false)")
+_SAVED = ", ".join([
+    F["message_id"], F["thread_id"], F["user_id"], F.cast("order", "INTEGER"),
+    f"coalesce({F.cast('step_order', 'INTEGER')}, 0)", F["role"],
+    f"coalesce({F['status']}, 'success')", TEXT,
+    "coalesce(json_extract(payload, '$.data.content'), '[]')",
+    f"{F['role']} = 'tool' OR {HAS_TOOL_PARTS}", F["agent_name"], F["model"], F["provider"],
+    *(F.cast(k, "BIGINT") for k in TOKEN_KINDS), F["finish_reason"], F["error"],
+    F["prompt_message_id"], _AT, _AT, "seq",
+])
 
 
-def content_fields(parts: list[dict[str, Any]], role: str | None) -> dict[str, Any]:
-    """``text``, ``content`` (JSON text) and ``is_tool`` of a list of content parts."""
-    text = "".join(p.get("text", "") for p in parts if p.get("type") == "text")
-    is_tool = role == "tool" or any(p.get("type") != "text" for p in parts)
-    return {"text": text, "content": json.dumps(parts), "is_tool": is_tool}
+def _latest(name: str, expr: str | None = None, when: str | None = None) -> str:
+    expr = expr or F[name]
+    return f"arg_max({expr}, seq) FILTER (WHERE {when or expr + ' IS NOT NULL'}) AS {name}"
 
 
-def usage_fields(usage: dict[str, Any] | None) -> dict[str, Any]:
-    if not usage:
-        return {}
-    return {k: usage.get(k, 0) for k in TOKEN_KINDS}
+_PATCH = ", ".join([
+    f"{F['message_id']} AS message_id", f"arg_max({F['status']}, seq) AS status",
+    _latest("error"), _latest("text", "text", "has_content"),
+    _latest("content", "content", "has_content"), _latest("is_tool", "is_tool", "has_content"),
+    _latest("model"), _latest("provider"), _latest("finish_reason"),
+    *(_latest(k, F.cast(k, "BIGINT")) for k in TOKEN_KINDS),
+    f"arg_max({_AT}, seq) AS updated_at", "max(seq) AS last_seq",
+])
 
 
-class MessagesBatch:
-    def __init__(self) -> None:
-        self.rows = KeyedRows(MESSAGES, _PATCHABLE, group_column="thread_id")
-
-    def add(self, seq: int, env: Envelope) -> None:
-        d = env["data"]
-        t = env["type"]
-        if t == "message_saved":
-            mid = d["message_id"]
-            row = {
-                "message_id": mid, "thread_id": d["thread_id"], "user_id": env.get("user_id"),
-                "order": d["order"], "step_order": d.get("step_order", 0), "role": d["role"],
-                "status": d.get("status", "success"), "agent_name": d.get("agent_name"),
-                "model": d.get("model"), "provider": d.get("provider"),
-                "finish_reason": d.get("finish_reason"), "error": d.get("error"),
-                "prompt_message_id": d.get("prompt_message_id"),
-                "created_at": env["occurred_at"], "updated_at": env["occurred_at"], "seq": seq,
-            }
-            row.update(content_fields(d.get("content") or [], d["role"]))
-            row.update(usage_fields(d.get("usage")))
-            self.rows.insert(mid, row)
-        elif t == "message_status_changed":
-            self.rows.patch(d["message_id"], {
-                "message_id": d["message_id"], "thread_id": d["thread_id"],
-                "status": d["status"], "error": d.get("error"),
-                "updated_at": env["occurred_at"],
-            })
-        elif t == "message_finalized":
-            fields: dict[str, Any] = {
-                "message_id": d["message_id"], "thread_id": d["thread_id"],
-                "status": d["status"], "finish_reason": d.get("finish_reason"),
-                "error": d.get("error"), "model": d.get("model"), "provider": d.get("provider"),
-                "updated_at": env["occurred_at"],
-            }
-            parts = d.get("content") or []
-            if parts:
-                role = "tool" if all(p.get("type") == "tool_result" for p in parts) else None
-                fields.update(content_fields(parts, role))
-            fields.update(usage_fields(d.get("usage")))
-            self.rows.patch(d["message_id"], fields)
-        elif t == "thread_deleted":
-            self.rows.delete_group(d["thread_id"])
-
-    def flush(self, con: duckdb.DuckDBPyConnection, *, replace: bool = False) -> None:
-        self.rows.flush(con, replace=replace)
-
-
-class MessagesView(View):
+class MessagesView(SqlView):
     name: ClassVar[str] = "messages"
     version: ClassVar[int] = 1
     tables: ClassVar[tuple[Table, ...]] = (MESSAGES,)
     handles: ClassVar[frozenset[str]] = frozenset(
         {"message_saved", "message_status_changed", "message_finalized", "thread_deleted"})
 
-    def new_batch(self) -> MessagesBatch:
-        return MessagesBatch()
+    def apply(self, con: duckdb.DuckDBPyConnection, batch: Batch, *,
+              replace: bool = False) -> None:
+        deleted = batch.deleted_threads(con)
+        delete_threads(con, "messages", deleted)
+        src, params = batch.after_deletions(deleted)
+        if batch.has("message_saved"):
+            dedupe = (f"QUALIFY row_number() OVER (PARTITION BY {F['message_id']} "
+                      f"ORDER BY seq DESC) = 1" if replace else "")
+            con.execute(f"""{MESSAGES.insert_verb(replace)}
+                SELECT {_SAVED}
+                FROM (SELECT seq, payload, {F.extract()} FROM {src}
+                      WHERE type = 'message_saved')
+                WHERE {F['message_id']} IS NOT NULL {dedupe}
+            """, params)
+        if batch.has("message_status_changed", "message_finalized"):
+            tokens = ", ".join(f"{k} = coalesce(p.{k}, messages.{k})" for k in TOKEN_KINDS)
+            con.execute(f"""UPDATE messages SET
+                    status = p.status,
+                    error = coalesce(p.error, messages.error),
+                    text = coalesce(p.text, messages.text),
+                    content = coalesce(p.content, messages.content),
+                    is_tool = messages.role = 'tool' OR coalesce(p.is_tool, messages.is_tool),
+                    model = coalesce(p.model, messages.model),
+                    provider = coalesce(p.provider, messages.provider),
+                    finish_reason = coalesce(p.finish_reason, messages.finish_reason),
+                    {tokens}, updated_at = p.updated_at
+                FROM (SELECT {_PATCH}
+                      FROM (SELECT seq, {F.extract()}, {TEXT} AS text,
+                                   json_extract(payload, '$.data.content') AS content,
+                                   {HAS_TOOL_PARTS} AS is_tool,
+                                   type = 'message_finalized' AND
+                                   json_array_length(payload, '$.data.content') > 0
+                                       AS has_content
+                            FROM {src}
+                            WHERE type IN ('message_status_changed', 'message_finalized'))
+                      GROUP BY 1) p
+                WHERE messages.message_id = p.message_id AND p.last_seq > messages.seq
+            """, params)

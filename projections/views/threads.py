@@ -3,17 +3,18 @@
 Deleting a thread removes its row (invariant 8: deletion is real). ``deleted`` is kept in
 the schema for readers that filter on it and is always false for a stored row. A
 ``thread_deleted`` for a thread never seen (its creation purged from the log) is a no-op.
+``thread_metadata_updated`` sets the fields it carries (``null`` means unchanged).
 """
 
 from __future__ import annotations
 
-import json
 from typing import ClassVar
 
 import duckdb
 
-from projections.tables import KeyedRows, Table
-from projections.view import Envelope, View
+from projections.batch import Batch, Fields, delete_threads
+from projections.tables import Table
+from projections.view import SqlView
 
 THREADS = Table(
     "threads",
@@ -26,46 +27,55 @@ THREADS = Table(
     key=("thread_id",),
     indexes=(("user_id",),),
 )
-_PATCHABLE = ("title", "summary", "status", "metadata", "updated_at", "updated_seq")
+F = Fields(thread_id="$.data.thread_id", user_id="$.data.user_id", env_user="$.user_id",
+           title="$.data.title", summary="$.data.summary", status="$.data.status",
+           at="$.occurred_at")
+_AT = F.cast("at", "TIMESTAMPTZ")
 
 
-class ThreadsBatch:
-    def __init__(self) -> None:
-        self.rows = KeyedRows(THREADS, _PATCHABLE, group_column="thread_id")
-
-    def add(self, seq: int, env: Envelope) -> None:
-        d = env["data"]
-        t = env["type"]
-        tid = d["thread_id"]
-        if t == "thread_created":
-            self.rows.insert(tid, {
-                "thread_id": tid, "user_id": d.get("user_id") or env.get("user_id"),
-                "title": d.get("title"), "summary": d.get("summary"), "status": "active",
-                "metadata": json.dumps(d.get("metadata") or {}), "deleted": False,
-                "created_at": env["occurred_at"], "updated_at": env["occurred_at"],
-                "created_seq": seq, "updated_seq": seq,
-            })
-        elif t == "thread_metadata_updated":
-            meta = d.get("metadata")
-            self.rows.patch(tid, {
-                "thread_id": tid, "title": d.get("title"), "summary": d.get("summary"),
-                "status": d.get("status"),
-                "metadata": None if meta is None else json.dumps(meta),
-                "updated_at": env["occurred_at"], "updated_seq": seq,
-            })
-        elif t == "thread_deleted":
-            self.rows.delete_group(tid)
-
-    def flush(self, con: duckdb.DuckDBPyConnection, *, replace: bool = False) -> None:
-        self.rows.flush(con, replace=replace)
+def _latest(name: str) -> str:
+    return f"arg_max({F[name]}, seq) FILTER (WHERE {F[name]} IS NOT NULL) AS {name}"
 
 
-class ThreadsView(View):
+class ThreadsView(SqlView):
     name: ClassVar[str] = "threads"
     version: ClassVar[int] = 1
     tables: ClassVar[tuple[Table, ...]] = (THREADS,)
     handles: ClassVar[frozenset[str]] = frozenset(
         {"thread_created", "thread_metadata_updated", "thread_deleted"})
 
-    def new_batch(self) -> ThreadsBatch:
-        return ThreadsBatch()
+    def apply(self, con: duckdb.DuckDBPyConnection, batch: Batch, *,
+              replace: bool = False) -> None:
+        deleted = batch.deleted_threads(con)
+        delete_threads(con, "threads", deleted)
+        src, params = batch.after_deletions(deleted)
+        if batch.has("thread_created"):
+            dedupe = (f"QUALIFY row_number() OVER (PARTITION BY {F['thread_id']} "
+                      f"ORDER BY seq DESC) = 1" if replace else "")
+            con.execute(f"""{THREADS.insert_verb(replace)}
+                SELECT {F['thread_id']}, coalesce({F['user_id']}, {F['env_user']}),
+                       {F['title']}, {F['summary']}, 'active',
+                       coalesce(json_extract(payload, '$.data.metadata'), '{{}}'), false,
+                       {_AT}, {_AT}, seq, seq
+                FROM (SELECT seq, payload, {F.extract()} FROM {src}
+                      WHERE type = 'thread_created')
+                WHERE {F['thread_id']} IS NOT NULL {dedupe}
+            """, params)
+        if batch.has("thread_metadata_updated"):
+            con.execute(f"""UPDATE threads SET
+                    title = coalesce(p.title, threads.title),
+                    summary = coalesce(p.summary, threads.summary),
+                    status = coalesce(p.status, threads.status),
+                    metadata = coalesce(p.metadata, threads.metadata),
+                    updated_at = p.updated_at, updated_seq = p.updated_seq
+                FROM (SELECT {F['thread_id']} AS thread_id, {_latest('title')},
+                        {_latest('summary')}, {_latest('status')},
+                        arg_max(meta, seq) FILTER (WHERE json_type(meta) = 'OBJECT')
+                            AS metadata,
+                        arg_max({_AT}, seq) AS updated_at, max(seq) AS updated_seq
+                      FROM (SELECT seq, json_extract(payload, '$.data.metadata') AS meta,
+                                   {F.extract()}
+                            FROM {src} WHERE type = 'thread_metadata_updated')
+                      GROUP BY 1) p
+                WHERE threads.thread_id = p.thread_id AND p.updated_seq > threads.created_seq
+            """, params)

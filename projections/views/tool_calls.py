@@ -1,19 +1,19 @@
 """The ``tool_calls`` view: one row per tool call (key: thread, tool_call_id).
 
-``status`` follows the calls's events: ``requested`` -> ``awaiting_approval`` ->
-``approved`` / ``rejected`` -> ``completed`` / ``failed`` (whichever came last). Any of
-these events creates the row if it is the first one seen. Deleting a thread removes them.
+``status`` is that of the call's latest event: ``requested``, ``awaiting_approval``,
+``approved`` / ``rejected``, ``completed`` / ``failed``. Whichever event comes first
+creates the row; later ones set the fields they carry. Deleting a thread removes them.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import duckdb
 
-from projections.tables import KeyedRows, Table
-from projections.view import Envelope, View
+from projections.batch import Batch, Fields, delete_threads
+from projections.tables import Table
+from projections.view import SqlView
 
 TOOL_CALLS = Table(
     "tool_calls",
@@ -26,63 +26,61 @@ TOOL_CALLS = Table(
     },
     key=("thread_id", "tool_call_id"),
 )
-_PATCHABLE = tuple(c for c in TOOL_CALLS.columns if c not in ("thread_id", "tool_call_id",
-                                                                "requested_at", "seq"))
-_STATUS = {
-    "tool_call_requested": "requested",
-    "tool_approval_requested": "awaiting_approval",
-    "tool_call_completed": "completed",
-    "tool_call_failed": "failed",
-}
+F = Fields(thread_id="$.data.thread_id", tool_call_id="$.data.tool_call_id",
+           message_id="$.data.message_id", user_id="$.user_id", tool_name="$.data.tool_name",
+           error="$.data.error", approved="$.data.approved", decided_by="$.data.decided_by",
+           reason="$.data.reason", at="$.occurred_at")
+_AT = F.cast("at", "TIMESTAMPTZ")
+_STATUS = f"""CASE type WHEN 'tool_call_requested' THEN 'requested'
+    WHEN 'tool_approval_requested' THEN 'awaiting_approval'
+    WHEN 'tool_call_completed' THEN 'completed' WHEN 'tool_call_failed' THEN 'failed'
+    WHEN 'tool_approval_decided' THEN CASE WHEN {F.cast('approved', 'BOOLEAN')}
+                                           THEN 'approved' ELSE 'rejected' END END"""
+_REQUESTS = "type IN ('tool_call_requested', 'tool_approval_requested')"
+_DECIDED = "type = 'tool_approval_decided'"
+_KEEP = ("requested_at", "seq", "thread_id", "tool_call_id")
 
 
-class ToolCallsBatch:
-    def __init__(self) -> None:
-        self.rows = KeyedRows(TOOL_CALLS, _PATCHABLE, group_column="thread_id",
-                              upsert_patches=True)
-
-    def add(self, seq: int, env: Envelope) -> None:
-        d = env["data"]
-        t = env["type"]
-        if t == "thread_deleted":
-            self.rows.delete_group(d["thread_id"])
-            return
-        fields: dict[str, Any] = {
-            "thread_id": d["thread_id"], "tool_call_id": d["tool_call_id"],
-            "message_id": d.get("message_id"), "user_id": env.get("user_id"),
-            "tool_name": d.get("tool_name"), "updated_at": env["occurred_at"],
-            "requested_at": env["occurred_at"], "seq": seq,
-        }
-        if t == "tool_approval_decided":
-            fields.update(status="approved" if d["approved"] else "rejected",
-                          approved=d["approved"], decided_by=d.get("decided_by"),
-                          reason=d.get("reason"))
-        else:
-            fields["status"] = _STATUS[t]
-        if t in ("tool_call_requested", "tool_approval_requested"):
-            fields["args"] = json.dumps(d.get("args") or {})
-        if t == "tool_approval_requested":
-            fields["needs_approval"] = True
-        if t == "tool_call_completed":
-            fields["result"] = json.dumps(d.get("result"))
-        if t == "tool_call_failed":
-            fields["error"] = d["error"]
-        key = (d["thread_id"], d["tool_call_id"])
-        if key in self.rows.new or key in self.rows.patches:
-            fields.pop("requested_at")
-            fields.pop("seq")
-        self.rows.patch(key, fields)
-
-    def flush(self, con: duckdb.DuckDBPyConnection, *, replace: bool = False) -> None:
-        self.rows.flush(con, replace=replace)
+def _latest(expr: str, when: str | None = None) -> str:
+    return f"arg_max({expr}, seq) FILTER (WHERE {when or expr + ' IS NOT NULL'})"
 
 
-class ToolCallsView(View):
+_ROW = ", ".join([
+    F["thread_id"], F["tool_call_id"], _latest(F["message_id"]), _latest(F["user_id"]),
+    _latest(F["tool_name"]), _latest("json_extract(payload, '$.data.args')", _REQUESTS),
+    f"arg_max({_STATUS}, seq)",
+    _latest("json_extract(payload, '$.data.result')", "type = 'tool_call_completed'"),
+    _latest(F["error"], "type = 'tool_call_failed'"),
+    "CASE WHEN bool_or(type = 'tool_approval_requested') THEN true END",
+    _latest(F.cast("approved", "BOOLEAN"), _DECIDED),
+    _latest(F["decided_by"], f"{_DECIDED} AND {F['decided_by']} IS NOT NULL"),
+    _latest(F["reason"], f"{_DECIDED} AND {F['reason']} IS NOT NULL"),
+    f"min({_AT})", f"max({_AT})", "min(seq)",
+])
+
+
+class ToolCallsView(SqlView):
     name: ClassVar[str] = "tool_calls"
     version: ClassVar[int] = 1
     tables: ClassVar[tuple[Table, ...]] = (TOOL_CALLS,)
-    handles: ClassVar[frozenset[str]] = frozenset({*_STATUS, "tool_approval_decided",
-                                                   "thread_deleted"})
+    handles: ClassVar[frozenset[str]] = frozenset({
+        "tool_call_requested", "tool_approval_requested", "tool_approval_decided",
+        "tool_call_completed", "tool_call_failed", "thread_deleted"})
 
-    def new_batch(self) -> ToolCallsBatch:
-        return ToolCallsBatch()
+    def apply(self, con: duckdb.DuckDBPyConnection, batch: Batch, *,
+              replace: bool = False) -> None:
+        deleted = batch.deleted_threads(con)
+        delete_threads(con, "tool_calls", deleted)
+        if not batch.has(*(self.handles - {"thread_deleted"})):
+            return
+        src, params = batch.after_deletions(deleted)
+        sets = ", ".join(f'"{c}" = coalesce(excluded."{c}", tool_calls."{c}")'
+                         for c in TOOL_CALLS.columns if c not in _KEEP)
+        con.execute(f"""INSERT INTO tool_calls ({TOOL_CALLS.column_list})
+            SELECT {_ROW}
+            FROM (SELECT seq, type, payload, {F.extract()} FROM {src}
+                  WHERE type <> 'thread_deleted')
+            WHERE {F['thread_id']} IS NOT NULL AND {F['tool_call_id']} IS NOT NULL
+            GROUP BY {F['thread_id']}, {F['tool_call_id']}
+            ON CONFLICT (thread_id, tool_call_id) DO UPDATE SET {sets}
+        """, params)

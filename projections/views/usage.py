@@ -12,8 +12,9 @@ from typing import ClassVar
 
 import duckdb
 
-from projections.tables import AppendedRows, Table
-from projections.view import Envelope, View
+from projections.batch import Batch, Fields
+from projections.tables import Table
+from projections.view import SqlView
 from projections.views.messages import TOKEN_KINDS
 
 USAGE = Table(
@@ -26,44 +27,32 @@ USAGE = Table(
         "cost": "DOUBLE", "at": "TIMESTAMPTZ", "billing_period": "DATE", "seq": "BIGINT",
     },
 )
+F = Fields(event_id="$.event_id", call_id="$.data.call_id", user_id="$.data.user_id",
+           env_user="$.user_id", thread_id="$.data.thread_id", agent_name="$.data.agent_name",
+           model="$.data.model", provider="$.data.provider", kind="$.data.kind",
+           cost="$.data.cost", at="$.data.at", occurred_at="$.occurred_at",
+           **{k: f"$.data.usage.{k}" for k in TOKEN_KINDS})
+_ROW = ", ".join([
+    F["event_id"], F["call_id"], f"coalesce({F['user_id']}, {F['env_user']})", F["thread_id"],
+    F["agent_name"], F["model"], F["provider"], f"coalesce({F['kind']}, 'completion')",
+    *(f"coalesce({F.cast(k, 'BIGINT')}, 0)" for k in TOKEN_KINDS),
+    f"coalesce({F.cast('cost', 'DOUBLE')}, 0)", "ts",
+    "CAST(date_trunc('month', CAST(ts AS TIMESTAMP)) AS DATE)", "seq",
+])
 
 
-def billing_period(ts: str) -> str:
-    """First day of the UTC month of an ISO 8601 timestamp, as ``YYYY-MM-01``."""
-    if ts.endswith("Z") or ts.endswith("+00:00") or len(ts) <= 19:
-        return ts[:7] + "-01"
-    from datetime import UTC, datetime
-
-    return datetime.fromisoformat(ts).astimezone(UTC).strftime("%Y-%m-01")
-
-
-class UsageBatch:
-    def __init__(self) -> None:
-        self.rows = AppendedRows(USAGE)
-
-    def add(self, seq: int, env: Envelope) -> None:
-        d = env["data"]
-        u = d.get("usage") or {}
-        at = d.get("at") or env["occurred_at"]
-        self.rows.rows.append({
-            "event_id": env.get("event_id"), "call_id": d.get("call_id"),
-            "user_id": d.get("user_id") or env.get("user_id"), "thread_id": d.get("thread_id"),
-            "agent_name": d.get("agent_name"), "model": d.get("model"),
-            "provider": d.get("provider"), "kind": d.get("kind", "completion"),
-            **{k: u.get(k, 0) for k in TOKEN_KINDS},
-            "cost": d.get("cost", 0.0), "at": at, "billing_period": billing_period(at),
-            "seq": seq,
-        })
-
-    def flush(self, con: duckdb.DuckDBPyConnection, *, replace: bool = False) -> None:
-        self.rows.flush(con)
-
-
-class UsageView(View):
+class UsageView(SqlView):
     name: ClassVar[str] = "usage"
     version: ClassVar[int] = 1
     tables: ClassVar[tuple[Table, ...]] = (USAGE,)
     handles: ClassVar[frozenset[str]] = frozenset({"usage_recorded"})
 
-    def new_batch(self) -> UsageBatch:
-        return UsageBatch()
+    def apply(self, con: duckdb.DuckDBPyConnection, batch: Batch, *,
+              replace: bool = False) -> None:
+        con.execute(f"""{USAGE.insert_verb(False)}
+            SELECT {_ROW}
+            FROM (SELECT seq, f,
+                         CAST(coalesce({F['at']}, {F['occurred_at']}) AS TIMESTAMPTZ) AS ts
+                  FROM (SELECT seq, {F.extract()} FROM {batch.source}
+                        WHERE type = 'usage_recorded'))
+        """)

@@ -1,0 +1,48 @@
+"""``python -m projections --nats-url URL --db FILE [--stream EVENTS]``: a projector process.
+
+Runs the projector and the query subjects until SIGTERM/SIGINT (clean stop). Used by the
+crash tests (which SIGKILL it) and handy for running the projector on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from pathlib import Path
+
+import nats
+
+from projections.projector import ProjectorConfig
+from projections.queries import SqlLimits
+from projections.service import run_projection_service
+
+
+async def _main(args: argparse.Namespace) -> None:
+    nc = await nats.connect(args.nats_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await run_projection_service(
+            nc, args.nats_url,
+            ProjectorConfig(db_path=Path(args.db), stream=args.stream,
+                            batch_max=args.batch_max),
+            sql_limits=SqlLimits(), query_prefix=args.query_prefix, stop=stop)
+    finally:
+        await nc.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m projections", description=__doc__)
+    p.add_argument("--nats-url", required=True)
+    p.add_argument("--db", required=True, help="DuckDB file")
+    p.add_argument("--stream", default="EVENTS")
+    p.add_argument("--batch-max", type=int, default=1000)
+    p.add_argument("--query-prefix", default="query")
+    asyncio.run(_main(p.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""One batch of events as a view sees it: a SQL source and the event types it contains."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+
+@dataclass(frozen=True)
+class Batch:
+    """``source`` is a parenthesised subquery with columns ``seq``, ``type``, ``payload``
+    (the JSON envelope as VARCHAR) holding the events this view must apply, in any order
+    (sort or aggregate by ``seq``). ``types`` are the event types present in it."""
+
+    source: str
+    types: frozenset[str]
+    floor: int = 0
+    """The view's checkpoint: events at or below it are not in ``source``."""
+    whole: str | None = None
+    """The whole batch's table (all views), for lookups shared between views."""
+    shared: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def has(self, *types: str) -> bool:
+        return not self.types.isdisjoint(types)
+
+    def deleted_threads(self, con: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:
+        """``(thread_id, seq)`` of each ``thread_deleted`` in the batch (last one per id)."""
+        if "thread_deleted" not in self.types:
+            return []
+        rows = self.shared.get("thread_deleted")
+        if rows is None:  # computed once per batch over the whole batch, for every view
+            rows = con.execute(
+                f"SELECT payload->>'$.data.thread_id' AS t, seq FROM "
+                f"{self.whole or self.source} WHERE type = 'thread_deleted'").fetchall()
+            self.shared["thread_deleted"] = rows
+        last: dict[str, int] = {}
+        for t, s in rows:
+            if t is not None and s > self.floor:
+                last[str(t)] = max(int(s), last.get(str(t), 0))
+        return sorted(last.items())
+
+    def after_deletions(self, deleted: list[tuple[str, int]],
+                        thread: str = "$.data.thread_id") -> tuple[str, list[object]]:
+        """A source of the events that come after any deletion of their thread in this
+        batch (events before it belong to content that is gone), and its parameters."""
+        if not deleted:
+            return self.source, []
+        return (f"(SELECT e.* FROM {self.source} e LEFT JOIN (SELECT unnest(?::VARCHAR[]) "
+                f"AS tid, unnest(?::BIGINT[]) AS dseq) d ON d.tid = e.payload->>'{thread}' "
+                f"WHERE d.dseq IS NULL OR e.seq > d.dseq)",
+                [[t for t, _ in deleted], [s for _, s in deleted]])
+
+
+def delete_threads(con: duckdb.DuckDBPyConnection, table: str,
+                   deleted: list[tuple[str, int]]) -> None:
+    """Delete the stored rows of ``table`` whose ``thread_id`` was deleted in the batch."""
+    if deleted:
+        con.execute(f'DELETE FROM "{table}" WHERE thread_id IN (SELECT unnest(?::VARCHAR[]))',
+                    [[t for t, _ in deleted]])
+
+
+class Fields:
+    """Many JSON paths of ``payload`` read with one ``json_extract_string`` call (cheaper to
+    plan and run than one function per field). ``f["name"]`` is the SQL of a field as
+    VARCHAR (NULL when absent or JSON null); ``f.cast("name", "BIGINT")`` converts it."""
+
+    def __init__(self, alias: str = "f", **paths: str) -> None:
+        self.alias = alias
+        self._index = {name: i + 1 for i, name in enumerate(paths)}
+        self._paths = list(paths.values())
+
+    def extract(self, column: str = "payload") -> str:
+        paths = ", ".join(f"'{p}'" for p in self._paths)
+        return f"json_extract_string({column}, [{paths}]) AS {self.alias}"
+
+    def __getitem__(self, name: str) -> str:
+        return f"{self.alias}[{self._index[name]}]"
+
+    def cast(self, name: str, sql_type: str) -> str:
+        return f"CAST({self[name]} AS {sql_type})"

@@ -1,0 +1,44 @@
+"""Running the projection service: the projector plus its query subscribers.
+
+``run_projection_service`` is what ``python -m projections`` and ``threadlog serve`` run:
+it opens the projector, serves the query subjects over nats-py, and applies the log until
+cancelled or until ``stop`` is set; shutdown stops the subscribers, finishes the batch in
+progress and closes the DuckDB file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from nats.aio.client import Client as NATS
+
+from projections.projector import Projector, ProjectorConfig
+from projections.queries import QueryService, SqlLimits, serve_queries
+
+
+async def run_projection_service(nc: NATS, nats_url: str, config: ProjectorConfig, *,
+                                 sql_limits: SqlLimits | None = None,
+                                 query_prefix: str = "query",
+                                 stop: asyncio.Event | None = None) -> None:
+    """Project the log and answer queries until ``stop`` is set (or the task is cancelled)."""
+    projector = Projector(config, nc, nats_url)
+    await projector.open()
+    server = await serve_queries(nc, QueryService(projector, sql_limits=sql_limits,
+                                                  prefix=query_prefix))
+    run = asyncio.create_task(projector.run())
+    try:
+        if stop is None:
+            await run
+        else:
+            waiter = asyncio.create_task(stop.wait())
+            await asyncio.wait({run, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if run.done():
+                run.result()
+    finally:
+        await server.close()
+        projector.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+        await projector.close()
