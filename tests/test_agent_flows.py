@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import RuntimeFactory
 from fake_openai_server import FakeOpenAIServer, FakeReply
 from pydantic import BaseModel
 
@@ -18,9 +18,7 @@ from handlers.llm.call_settings import NO_BACKOFF, CallSettings
 from handlers.llm.scripted import Reply, scripted
 from handlers.llm.tools import ToolContext, tool
 from handlers.streaming import read_deltas
-from threadlog.embedded_nats import EmbeddedNats
-from threadlog.runtime import Runtime, running
-from threadlog.settings import Settings
+from threadlog.runtime import Runtime
 
 RAN: list[str] = []
 
@@ -46,11 +44,8 @@ async def fake_llm() -> AsyncIterator[FakeOpenAIServer]:
 
 
 @pytest.fixture
-async def rt(nats_server: EmbeddedNats, tmp_path: Path,
+async def rt(runtime_factory: RuntimeFactory,
              fake_llm: FakeOpenAIServer) -> AsyncIterator[Runtime]:
-    import nats
-
-    name = "EV" + new_id()[:10].upper()
     model = "t" + new_id()[:8]
     scripted.reset()
     agents = [
@@ -58,16 +53,10 @@ async def rt(nats_server: EmbeddedNats, tmp_path: Path,
         Agent(name="remote", model="openai/gpt-fake", call_settings=FAST,
               provider_options=fake_llm.provider_options),
     ]
-    async with running(Settings(nats_urls=[nats_server.url], data_dir=tmp_path,
-                                events_stream=name), agents=agents) as r:
+    async with runtime_factory(agents=agents) as r:
         r.parts["model"] = model
         r.parts["llm"] = fake_llm
         yield r
-    nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
-    await js.delete_stream(name)
-    await js.delete_key_value(f"{name}_commands")
-    await nc.close()
 
 
 async def events_of(rt: Runtime, tid: str) -> list[Any]:

@@ -4,18 +4,16 @@ and the public API surface."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import RuntimeFactory
 from pydantic import BaseModel
 
 import threadlog
 from events import Aggregate, UsageRecorded, new_id
 from threadlog import Agent, CallSettings, Reply, ThreadOptions, ToolContext, scripted, tool
-from threadlog.embedded_nats import EmbeddedNats
-from threadlog.runtime import Runtime, running
-from threadlog.settings import Settings
+from threadlog.runtime import Runtime
 
 
 class NoArgs(BaseModel):
@@ -41,10 +39,7 @@ def handler(label: str) -> Any:
 
 
 @pytest.fixture
-async def rt(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Runtime]:
-    import nats
-
-    name = "EV" + new_id()[:10].upper()
+async def rt(runtime_factory: RuntimeFactory) -> AsyncIterator[Runtime]:
     model = "t" + new_id()[:8]
     scripted.reset()
     fast = CallSettings(max_retries=0)
@@ -52,14 +47,9 @@ async def rt(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Runtime
                     usage_handler=handler("agent"), call_settings=fast),
               Agent(name="quiet", model=f"scripted/{model}", storage="none",
                     call_settings=fast)]
-    async with running(Settings(nats_urls=[nats_server.url], data_dir=tmp_path,
-                                events_stream=name), agents=agents) as r:
+    async with runtime_factory(agents=agents) as r:
         r.parts["model"] = model
         yield r
-    nc = await nats.connect(nats_server.url)
-    await nc.jetstream().delete_stream(name)
-    await nc.jetstream().delete_key_value(f"{name}_commands")
-    await nc.close()
 
 
 async def run_with_tool(rt: Runtime, tid: str, **kw: Any) -> str:

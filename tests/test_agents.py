@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import RuntimeFactory
 from pydantic import BaseModel, Field
 
 from events import Aggregate, ThreadlogError, new_id
@@ -15,9 +15,7 @@ from handlers.agents.definition import Agent
 from handlers.llm.call_settings import NO_BACKOFF, CallSettings
 from handlers.llm.scripted import Reply, scripted
 from handlers.llm.tools import ToolContext, tool
-from threadlog.embedded_nats import EmbeddedNats
-from threadlog.runtime import Runtime, running
-from threadlog.settings import Settings
+from threadlog.runtime import Runtime
 
 
 class CityArgs(BaseModel):
@@ -39,21 +37,12 @@ def agents(model: str) -> list[Agent]:
 
 
 @pytest.fixture
-async def rt(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Runtime]:
-    import nats
-
-    name = "EV" + new_id()[:10].upper()
+async def rt(runtime_factory: RuntimeFactory) -> AsyncIterator[Runtime]:
     model_name = "t" + new_id()[:8]
-    settings = Settings(nats_urls=[nats_server.url], data_dir=tmp_path, events_stream=name)
     scripted.reset()
-    async with running(settings, agents=agents(f"scripted/{model_name}")) as r:
+    async with runtime_factory(agents=agents(f"scripted/{model_name}")) as r:
         r.parts["model"] = model_name
         yield r
-    nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
-    await js.delete_stream(name)
-    await js.delete_key_value(f"{name}_commands")
-    await nc.close()
 
 
 async def thread_events(rt: Runtime, tid: str) -> list[Any]:

@@ -5,59 +5,31 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 import pytest
+from conftest import RuntimeFactory
 
 from events import Aggregate, ThreadlogError, Usage, UsageRecorded, new_id
 from handlers.agents.definition import Agent
-from handlers.billing import register_billing_commands, subjects
+from handlers.billing import subjects
 from handlers.llm.call_settings import NO_BACKOFF, CallSettings
 from handlers.llm.scripted import Reply, scripted
 from handlers.llm.usage_and_cost import ModelPrice
-from threadlog.embedded_nats import EmbeddedNats
-from threadlog.runtime import Runtime, running
-from threadlog.settings import Settings
+from threadlog.runtime import Runtime
 
 PRICE = ModelPrice(input=0.001, output=0.002)
 
 
 @pytest.fixture
-async def rt(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Runtime]:
-    """Handlers + billing, with the budget check wired first in ``Generator.generate`` as
-    the lead wires it (here by wrapping the method)."""
-    import nats
-
-    name = "EV" + new_id()[:10].upper()
+async def rt(runtime_factory: RuntimeFactory) -> AsyncIterator[Runtime]:
+    """Handlers with billing (the budget check runs first in every generation)."""
     model = "b" + new_id()[:8]
-    settings = Settings(nats_urls=[nats_server.url], data_dir=tmp_path, events_stream=name)
     agent = Agent(name="clerk", model=f"scripted/{model}",
                   call_settings=CallSettings(max_retries=0, backoff=NO_BACKOFF, max_tokens=100))
-
-    async def before_start(r: Runtime) -> None:
-        billing = register_billing_commands(r.broker, r.store,
-                                            prices={agent.model: PRICE})
-        r.parts["billing"] = billing
-        gen = r.handlers.generator
-        original = gen.generate
-
-        async def guarded(cmd: Any, **kw: Any) -> Any:
-            a = gen.agents.get(cmd.agent)
-            await billing.guard.check_budget(cmd.user_id, a.model,
-                                             [{"role": "user", "content": cmd.prompt or ""}],
-                                             a.call_settings.max_tokens)
-            return await original(cmd, **kw)
-
-        gen.generate = guarded  # type: ignore[method-assign]
-
-    async with running(settings, agents=[agent], before_start=before_start) as r:
+    async with runtime_factory(agents=[agent], prices={agent.model: PRICE}) as r:
         r.parts["model"] = model
+        r.parts["billing"] = r.handlers.billing
         yield r
-    nc = await nats.connect(nats_server.url)
-    await nc.jetstream().delete_stream(name)
-    await nc.jetstream().delete_key_value(f"{name}_commands")
-    await nc.close()
 
 
 async def spend(rt: Runtime, user: str, cost: float, at: datetime | None = None) -> None:

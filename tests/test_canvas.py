@@ -4,36 +4,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
+from conftest import RuntimeFactory
 
 from events import ThreadlogError, new_id
 from handlers import Client
 from handlers.canvas import CanvasSchema, CanvasService, subjects
 from handlers.canvas.patching import apply_patch
 from handlers.canvas.state import canvas_aggregate
-from threadlog.embedded_nats import EmbeddedNats
-from threadlog.runtime import Runtime, running
-from threadlog.settings import Settings
+from threadlog.runtime import Runtime
 
 
 @pytest.fixture
-async def rt(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Runtime]:
-    name = "EV" + new_id()[:10].upper()
-    settings = Settings(nats_urls=[nats_server.url], data_dir=tmp_path, events_stream=name)
-
-    async with running(settings,
-                       canvas_schema=CanvasSchema(max_document_bytes=50_000)) as r:
+async def rt(runtime_factory: RuntimeFactory) -> AsyncIterator[Runtime]:
+    async with runtime_factory(canvas_schema=CanvasSchema(max_document_bytes=50_000)) as r:
         r.parts["canvas"] = r.handlers.canvas
         yield r
-    nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
-    await js.delete_stream(name)
-    await js.delete_key_value(f"{name}_commands")
-    await nc.close()
 
 
 async def cmd(c: Client, subject: str, **fields: Any) -> Any:

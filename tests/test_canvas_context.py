@@ -4,11 +4,10 @@ through read, edit, conflict and retry with the canvas tools."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
+from conftest import RuntimeFactory
 
 from events import new_id
 from handlers.agents.definition import Agent
@@ -24,29 +23,19 @@ from handlers.canvas import (
 from handlers.canvas.state import canvas_aggregate
 from handlers.llm.call_settings import NO_BACKOFF, CallSettings
 from handlers.llm.scripted import Reply, scripted
-from threadlog.embedded_nats import EmbeddedNats
-from threadlog.runtime import Runtime, running
-from threadlog.settings import Settings
+from threadlog.runtime import Runtime
 
 
 @pytest.fixture
-async def rt(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Runtime]:
-    name = "EV" + new_id()[:10].upper()
+async def rt(runtime_factory: RuntimeFactory) -> AsyncIterator[Runtime]:
     model = "canvas" + new_id()[:8]
     scripted.reset()
     agents = [Agent(name="designer", model=f"scripted/{model}", tools=canvas_tools(),
                     call_settings=CallSettings(max_retries=1, backoff=NO_BACKOFF))]
-
-    async with running(Settings(nats_urls=[nats_server.url], data_dir=tmp_path,
-                                events_stream=name), agents=agents) as r:
+    async with runtime_factory(agents=agents) as r:
         r.parts["canvas"] = r.handlers.canvas
         r.parts["model"] = model
         yield r
-    nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
-    await js.delete_stream(name)
-    await js.delete_key_value(f"{name}_commands")
-    await nc.close()
 
 
 DOC = {"elements": {

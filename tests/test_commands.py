@@ -4,34 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
+from conftest import RuntimeFactory
 
 from events import Aggregate, ThreadlogError
 from handlers import Client, subjects
-from threadlog.embedded_nats import EmbeddedNats
-from threadlog.runtime import Runtime, running
-from threadlog.settings import Settings
+from threadlog.runtime import Runtime
 
 
 @pytest.fixture
-async def rt(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Runtime]:
-    from events import new_id
-
-    name = "EV" + new_id()[:10].upper()
-    settings = Settings(nats_urls=[nats_server.url], data_dir=tmp_path, events_stream=name,
-                        max_command_bytes=64_000)
-    async with running(settings) as r:
+async def rt(runtime_factory: RuntimeFactory) -> AsyncIterator[Runtime]:
+    async with runtime_factory(max_command_bytes=64_000) as r:
         yield r
-    await r.nc.close() if not r.nc.is_closed else None
-    import nats
-
-    nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
-    await js.delete_stream(name)
-    await js.delete_key_value(f"{name}_commands")
-    await nc.close()
 
 
 async def count(rt: Runtime) -> int:

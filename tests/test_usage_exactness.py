@@ -12,6 +12,7 @@ from typing import Any
 import duckdb
 import pytest
 import time_machine
+from conftest import RuntimeFactory
 from pydantic import BaseModel
 from test_invoices import usage_table
 
@@ -22,9 +23,7 @@ from handlers.llm.call_settings import NO_BACKOFF, CallSettings
 from handlers.llm.scripted import Reply, scripted
 from handlers.llm.tools import ToolContext, tool
 from scheduler.invoice_computation import compute_invoices
-from threadlog.embedded_nats import EmbeddedNats
-from threadlog.runtime import Runtime, running
-from threadlog.settings import Settings
+from threadlog.runtime import Runtime
 
 
 class CityArgs(BaseModel):
@@ -38,21 +37,13 @@ async def get_weather(ctx: ToolContext[Any], args: CityArgs) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def rt(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Runtime]:
-    import nats
-
-    name = "EV" + new_id()[:10].upper()
+async def rt(runtime_factory: RuntimeFactory) -> AsyncIterator[Runtime]:
     model = "u" + new_id()[:8]
-    settings = Settings(nats_urls=[nats_server.url], data_dir=tmp_path, events_stream=name)
     agent = Agent(name="clerk", model=f"scripted/{model}", tools=[get_weather],
                   call_settings=CallSettings(max_retries=1, backoff=NO_BACKOFF))
-    async with running(settings, agents=[agent]) as r:
+    async with runtime_factory(agents=[agent]) as r:
         r.parts["model"] = model
         yield r
-    nc = await nats.connect(nats_server.url)
-    await nc.jetstream().delete_stream(name)
-    await nc.jetstream().delete_key_value(f"{name}_commands")
-    await nc.close()
 
 
 async def usage_of(rt: Runtime, user: str) -> list[UsageRecorded]:

@@ -8,7 +8,7 @@ part stops in reverse order and an embedded nats-server is stopped by its pid.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ from handlers.agents.definition import Agent, AgentRegistry, UsageHandler
 from handlers.agents.generation import GenerationResult, ThreadOptions
 from handlers.app import Handlers
 from handlers.canvas.schema import CanvasSchema
+from handlers.llm.usage_and_cost import ModelPrice
 from handlers.streaming import DeltaStreamSpec, ensure_delta_stream
 from threadlog.embedded_nats import EmbeddedNats
 from threadlog.settings import Settings
@@ -73,6 +74,7 @@ class Runtime:
 async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
                   agents: list[Agent] | None = None,
                   canvas_schema: CanvasSchema | None = None,
+                  prices: Mapping[str, ModelPrice] | None = None,
                   before_start: Callable[[Runtime], Awaitable[None]] | None = None
                   ) -> AsyncIterator[Runtime]:
     """Start everything; ``extra_parts`` (projector, scheduler...) are entered in order
@@ -100,7 +102,7 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
             replicas=settings.replicas))
         handlers = await build_handlers(broker, store, command_log, AgentRegistry(agents),
                                         spend_limit_usd=settings.spend_limit_usd,
-                                        canvas_schema=canvas_schema,
+                                        canvas_schema=canvas_schema, prices=prices,
                                         deltas_stream=settings.deltas_stream)
         rt = Runtime(settings, urls, nc, store, broker, handlers, embedded)
         for part in extra_parts or []:
