@@ -1,6 +1,7 @@
 """``python -m projections --nats-url URL --db FILE [--stream EVENTS]``: a projector process.
 
-Runs the projector and the query subjects until SIGTERM/SIGINT (clean stop). Used by the
+Runs the projector and the query subjects until SIGTERM/SIGINT (clean stop). Prints
+``projector ready`` once the query subjects are subscribed. Used by the
 crash tests (which SIGKILL it) and handy for running the projector on its own.
 """
 
@@ -28,8 +29,11 @@ async def _main(args: argparse.Namespace) -> None:
         await run_projection_service(
             nc, args.nats_url,
             ProjectorConfig(db_path=Path(args.db), stream=args.stream,
-                            batch_max=args.batch_max),
-            sql_limits=SqlLimits(), query_prefix=args.query_prefix, stop=stop)
+                            batch_max=args.batch_max,
+                            catchup_batch_max=args.catchup_batch_max,
+                            min_seq_timeout_s=args.min_seq_timeout),
+            sql_limits=SqlLimits(), query_prefix=args.query_prefix, stop=stop,
+            ready=lambda: print("projector ready", flush=True))
     finally:
         await nc.close()
 
@@ -40,7 +44,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--db", required=True, help="DuckDB file")
     p.add_argument("--stream", default="EVENTS")
     p.add_argument("--batch-max", type=int, default=1000)
+    p.add_argument("--catchup-batch-max", type=int, default=10_000)
     p.add_argument("--query-prefix", default="query")
+    p.add_argument("--min-seq-timeout", type=float, default=5.0,
+                   help="longest wait of a query for its min_seq (seconds)")
     asyncio.run(_main(p.parse_args(argv)))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 from nats.aio.client import Client as NATS
 
@@ -20,13 +21,19 @@ from projections.queries import QueryService, SqlLimits, serve_queries
 async def run_projection_service(nc: NATS, nats_url: str, config: ProjectorConfig, *,
                                  sql_limits: SqlLimits | None = None,
                                  query_prefix: str = "query",
-                                 stop: asyncio.Event | None = None) -> None:
-    """Project the log and answer queries until ``stop`` is set (or the task is cancelled)."""
+                                 stop: asyncio.Event | None = None,
+                                 ready: Callable[[], None] | None = None) -> None:
+    """Project the log and answer queries until ``stop`` is set (or the task is cancelled).
+
+    ``ready`` is called once the database is open and the query subjects are subscribed.
+    """
     projector = Projector(config, nc, nats_url)
     await projector.open()
     server = await serve_queries(nc, QueryService(projector, sql_limits=sql_limits,
                                                   prefix=query_prefix))
     run = asyncio.create_task(projector.run())
+    if ready is not None:
+        ready()
     try:
         if stop is None:
             await run
