@@ -30,7 +30,7 @@ def export_parquet(con: duckdb.DuckDBPyConnection, out_dir: str | Path,
     for table in tables:
         cur = con.cursor()
         try:
-            reader: Any = cur.execute(f'SELECT * FROM "{table}"').to_arrow_reader(100_000)
+            reader: Any = cur.sql(f'SELECT * FROM "{table}"').to_arrow_reader(100_000)
             tmp = out / f".{table}.parquet.tmp"
             n = 0
             with pq.ParquetWriter(tmp, reader.schema) as writer:
