@@ -91,5 +91,9 @@ def prepare_views(con: duckdb.DuckDBPyConnection, views: Sequence[View], *,
 
 def advance(con: duckdb.DuckDBPyConnection, names: Sequence[str], seq: int) -> None:
     """Record that ``names`` have applied everything up to ``seq`` (inside the batch txn)."""
-    con.execute("UPDATE _projection_views SET seq = $1 WHERE seq < $1 AND view IN "
-                "(SELECT unnest($2::VARCHAR[]))", [seq, list(names)])
+    if not names:
+        return
+    # View names are code constants; literals plan faster than an unnest() subquery.
+    views = ", ".join("'" + n.replace("'", "''") + "'" for n in names)
+    con.execute(f"UPDATE _projection_views SET seq = $1 WHERE seq < $1 AND view IN ({views})",
+                [seq])

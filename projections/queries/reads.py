@@ -131,11 +131,17 @@ def messages_get(cur: duckdb.DuckDBPyConnection, q: MessagesGet) -> Row:
     """Messages by id, in the order asked. Any id of another user's thread is Forbidden;
     any unknown id is NotFound (``details.missing`` lists them)."""
     ids = list(dict.fromkeys(q.message_ids))
-    cur.execute(f"SELECT {', '.join('m.' + c.strip() for c in _MESSAGE_COLS.split(','))}, "
-                "COALESCE(t.user_id, m.user_id) AS _owner FROM messages m "
-                "LEFT JOIN threads t ON t.thread_id = m.thread_id "
-                "WHERE m.message_id IN (SELECT unnest(?::VARCHAR[]))", [ids])
+    marks = ", ".join("?" * len(ids))  # an IN list of parameters uses the key index
+    cur.execute(f"SELECT {_MESSAGE_COLS}, user_id AS _owner FROM messages "
+                f"WHERE message_id IN ({marks})", ids)
     found = {r["message_id"]: r for r in _records(cur)}
+    threads = sorted({r["thread_id"] for r in found.values()})
+    if threads:
+        marks = ", ".join("?" * len(threads))
+        owners = dict(cur.execute(f"SELECT thread_id, user_id FROM threads "
+                                  f"WHERE thread_id IN ({marks})", threads).fetchall())
+        for r in found.values():
+            r["_owner"] = owners.get(r["thread_id"], r["_owner"])
     foreign = [i for i, r in found.items() if r["_owner"] != q.user_id]
     if foreign:
         raise Forbidden("messages belong to another user's thread",

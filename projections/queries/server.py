@@ -39,6 +39,7 @@ class QueryServer:
         for spec in QUERIES:
             self._subs.append(await self.nc.subscribe(
                 self.service.subject(spec.name), queue="projector", cb=self._cb(spec.name)))
+        await self.nc.flush()  # the server has the subscriptions when start() returns
         return self
 
     def _cb(self, name: str) -> Any:
