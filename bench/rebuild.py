@@ -19,6 +19,8 @@ import json
 import os
 import platform
 import random
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -201,12 +203,22 @@ async def run(n: int, batch_max: int, work: Path, console: Console, *,
             spec = EventStreamSpec(name="EVENTS")
             await EventStore(nc, spec).setup()
             t0 = time.perf_counter()
-            last_seq, deleted = await fill(nc, spec.name, n)
+            # Filled by a child process, so this process's peak RSS is the rebuild's alone.
+            out = subprocess.run(
+                [sys.executable, "-c", "import asyncio, json, sys, nats, bench.rebuild as b\n"
+                 "async def go():\n"
+                 "    nc = await nats.connect(sys.argv[1])\n"
+                 "    r = await b.fill(nc, sys.argv[2], int(sys.argv[3]))\n"
+                 "    await nc.close()\n"
+                 "    print(json.dumps([r[0], len(r[1])]))\n"
+                 "asyncio.run(go())", srv.url, spec.name, str(n)],
+                check=True, capture_output=True, text=True)
+            last_seq, n_deleted = json.loads(out.stdout.strip().splitlines()[-1])
             fill_s = time.perf_counter() - t0
             info = await nc.jetstream().stream_info(spec.name)
             stored = int(info.state.messages)
             console.print(f"filled {n:,} events in {fill_s:.1f}s ({n / fill_s:,.0f}/s); "
-                          f"{stored:,} stored after purging {len(deleted)} deleted threads")
+                          f"{stored:,} stored after purging {n_deleted} deleted threads")
             raw_n, raw_s = await raw_rate(srv.url, nc, spec.name, last_seq)
             console.print(f"raw feed + decode: {raw_n:,} events in {raw_s:.2f}s")
             db = work / "rebuild.duckdb"

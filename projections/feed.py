@@ -99,7 +99,7 @@ class OrderedFeed:
     docstring."""
 
     def __init__(self, url: str, nc: NATS, stream: str, *, subject: str = "events.>",
-                 heartbeat_s: float = 2.0, high_water: int = 50_000) -> None:
+                 heartbeat_s: float = 2.0, high_water: int = 20_000) -> None:
         self.url = url
         self.nc = nc
         self.stream = stream

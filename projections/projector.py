@@ -90,6 +90,11 @@ class ProjectorConfig:
     so bigger batches are what makes a rebuild fast. Set equal to ``batch_max`` to cap
     every transaction at ``batch_max``."""
     duckdb_threads: int | None = None
+    wal_checkpoint_mb: int = 256
+    """DuckDB folds its WAL into the file when the WAL reaches this size. Checkpoints
+    stall the writer, so a large value speeds up catch-up; a crash replays at most this
+    much WAL on the next open. The file is also checkpointed when a rebuild ends and on
+    close."""
     """DuckDB worker threads (None: DuckDB's default, one per core)."""
     min_seq_timeout_s: float = 5.0
     """The longest a query waits for ``min_seq`` (queries may ask for less)."""
@@ -142,6 +147,7 @@ class Projector:
         self._cond = asyncio.Condition()
         stream_id = await self._stream_id()
         self.con = open_database(self.config.db_path)
+        self.con.execute(f"SET checkpoint_threshold = '{int(self.config.wal_checkpoint_mb)}MB'")
         if self.config.duckdb_threads:
             self.con.execute(f"SET threads = {int(self.config.duckdb_threads)}")
         reset = [v.name for v in self.views] if "*" in self.config.reset else self.config.reset
@@ -405,6 +411,9 @@ async def run_until_caught_up(projector: Projector, *, progress: Progress | None
     before = projector.applied
     if projector.checkpoint < target and await _has_events_after(projector, projector.checkpoint):
         await projector.run(until_seq=target)
+        con = projector.con
+        assert con is not None
+        await projector._in_writer(con.execute, "CHECKPOINT")
     return projector.applied - before, time.perf_counter() - t0
 
 
