@@ -81,3 +81,15 @@ def test_asyncapi_command_prints_json() -> None:
 def test_invalid_nats_url_is_rejected(flag: str, tmp_path: Path) -> None:
     res = run_cli("serve", flag, "http://nope", "--data-dir", str(tmp_path))
     assert res.returncode == 2 and "nats://" in res.stdout + res.stderr
+
+
+def test_demo_runs_the_whole_loop_offline_and_stops_cleanly(tmp_path: Path) -> None:
+    res = subprocess.run([*CLI, "demo", "--data-dir", str(tmp_path)], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout
+    assert "It is sunny in Lisbon" in out and "TripPlan(" in out
+    assert "query.messages.list" in out and "assistant" in out
+    assert "SQL not available" not in out and "stopped cleanly" in out
+    assert not [p for p in psutil.process_iter(["cmdline"])
+                if str(tmp_path) in " ".join(p.info["cmdline"] or [])]

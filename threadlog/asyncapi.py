@@ -15,8 +15,10 @@ from handlers.agents.app import make_generator, register_agent_commands
 from handlers.agents.definition import AgentRegistry
 from handlers.app import register_thread_commands
 from handlers.billing import register_billing_commands
+from handlers.canvas import register_canvas_commands
 from handlers.runner import CommandRunner
 from handlers.thread_state import ThreadStateCache
+from projections import QueryService, register_query_subscribers
 
 
 def asyncapi_json() -> str:
@@ -26,6 +28,8 @@ def asyncapi_json() -> str:
     register_thread_commands(broker, runner)
     register_agent_commands(broker, make_generator(runner, None, AgentRegistry()))
     register_billing_commands(broker, store)
+    register_canvas_commands(broker, runner)
+    register_query_subscribers(broker, QueryService(None))  # type: ignore[arg-type]
     for register in extra_registrations():
         register(broker)
     spec = AsyncAPI(broker, title="threadlog", version=metadata.version("threadlog"),

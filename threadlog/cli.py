@@ -18,7 +18,7 @@ from rich.console import Console
 from events import ThreadlogError
 from threadlog.cli_bench import BENCH_CONTEXT, bench_command
 from threadlog.cli_billing import invoices_app, usage_command
-from threadlog.cli_projections import projections_app
+from threadlog.cli_projections import projections_app, sql_command
 from threadlog.settings import Settings, load_settings
 
 app = typer.Typer(help="threadlog: an event-sourced backend for LLM agents.",
@@ -29,6 +29,7 @@ app.command("bench", context_settings=BENCH_CONTEXT)(bench_command)
 app.add_typer(projections_app, name="projections")
 app.add_typer(invoices_app, name="invoices")
 app.command("usage")(usage_command)
+app.command("sql")(sql_command)
 console = Console()
 
 NatsUrl = typer.Option(None, "--nats-url", help="NATS URL(s), comma separated; "

@@ -14,11 +14,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from events import Aggregate
 from handlers.agents.definition import Agent
 from handlers.llm.scripted import Reply, scripted
 from handlers.llm.tools import ToolContext, tool
-from handlers.thread_state import ThreadState
 from threadlog.runtime import running
 from threadlog.serve import default_parts
 from threadlog.settings import Settings
@@ -75,14 +73,13 @@ async def run_demo(settings: Settings, console: Console) -> None:
         plan = TripPlan.model_validate(obj.value["object"])
         console.print(plan)
 
-        console.rule("4. the thread's messages")
+        console.rule("4. the thread's messages (query.messages.list)")
+        listed = await client.query("query.messages.list", thread_id=tid, limit=50,
+                                    min_seq=obj.seq)
         table = Table("order", "step", "role", "status", "text")
-        state = ThreadState(tid)
-        state.apply_recorded(await rt.store.read(Aggregate.thread(tid)))
-        for m in state.recent.values():
-            text = " ".join(getattr(p, "text", None) or f"[{p.type}]" for p in m.content)
-            table.add_row(str(m.order), str(m.step_order), m.role, m.status,
-                          escape(text[:70]))
+        for m in reversed(listed.value["items"]):
+            table.add_row(str(m["order"]), str(m["step_order"]), m["role"], m["status"],
+                          escape((m["text"] or ("[tool]" if m["is_tool"] else ""))[:70]))
         console.print(table)
 
         console.rule("5. SQL over the projections")

@@ -11,8 +11,10 @@ from threadlog.settings import Settings
 
 
 def default_parts() -> list[Part]:
-    """The parts ``serve`` runs beside the command handlers."""
-    return []
+    """The parts ``serve`` runs beside the command handlers: projector and scheduler."""
+    from threadlog.parts import serve_parts
+
+    return serve_parts()
 
 
 async def serve_forever(settings: Settings, console: Console) -> None:

@@ -47,6 +47,15 @@ async def test_every_event_type_lands_in_its_view(store: EventStore,
     (u,) = rows(projector, "SELECT user_id, thread_id, model, total_tokens, cost, "
                            "billing_period FROM usage WHERE user_id = ?", user)
     assert u == (user, thread, "m1", 15, 0.25, date(2024, 3, 1))
+    (cv,) = rows(projector, "SELECT version, document FROM canvas_state WHERE thread_id = ?",
+                 thread)
+    assert cv[0] == 1 and json.loads(str(cv[1]))["elements"]["a"]["text"] == "hi"
+    (ce,) = rows(projector, "SELECT summary FROM canvas_edits WHERE thread_id = ?", thread)
+    assert ce == ("set a's text",)
+    invoices = rows(projector, "SELECT period, status FROM invoices WHERE user_id = ? "
+                               "ORDER BY period", user)
+    assert [tuple(map(str, r)) for r in invoices] == [("2024-03", "paid"),
+                                                      ("2024-04", "failed")]
 
 
 async def test_thread_deletion_removes_content_and_keeps_usage(
@@ -57,7 +66,7 @@ async def test_thread_deletion_removes_content_and_keeps_usage(
     r = await store.append(Aggregate.thread(thread), [ThreadDeleted(thread_id=thread)],
                            user_id=user)
     await projector.wait_for(r.last_seq, timeout=10)
-    for table in ("threads", "messages", "tool_calls"):
+    for table in ("threads", "messages", "tool_calls", "canvas_state", "canvas_edits"):
         assert rows(projector, f"SELECT count(*) FROM {table} WHERE thread_id = ?",
                     thread) == [(0,)]
     assert rows(projector, "SELECT count(*) FROM usage WHERE thread_id = ?", thread) == [(1,)]

@@ -24,6 +24,14 @@ from events import (
     UsageRecorded,
     new_id,
 )
+from events.canvas_events import CanvasCreated, CanvasEdited
+from events.invoice_events import (
+    InvoiceFailed,
+    InvoiceIssued,
+    InvoicePaid,
+    invoice_aggregate,
+    invoice_id,
+)
 
 
 async def create_thread(store: EventStore, user: str, thread: str | None = None,
@@ -81,4 +89,26 @@ def every_event_type(user: str, thread: str, mid: str) -> list[tuple[Aggregate, 
          UsageRecorded(call_id=new_id(), user_id=user, thread_id=thread, agent_name="ag",
                        model="m1", provider="p1", usage=usage, cost=0.25,
                        at=datetime(2024, 3, 31, 23, 30, tzinfo=UTC))),
+        (Aggregate("canvas", "cv" + thread[:20]),
+         CanvasCreated(canvas_id="cv" + thread[:20], thread_id=thread, user_id=user,
+                       title="board", document={"elements": {"a": {"type": "text"}}})),
+        (Aggregate("canvas", "cv" + thread[:20]),
+         CanvasEdited(canvas_id="cv" + thread[:20], thread_id=thread, base_version=0,
+                      version=1, ops=[{"op": "add", "path": "/elements/a/text",
+                                       "value": "hi"}],
+                      touched=["a"], summary="set a's text", author=user)),
+        (invoice_aggregate(user, "2024-03"),
+         InvoiceIssued(invoice_id=invoice_id(user, "2024-03"), user_id=user,
+                       period="2024-03", amount=0.25,
+                       issued_at=datetime(2024, 4, 2, tzinfo=UTC))),
+        (invoice_aggregate(user, "2024-03"),
+         InvoicePaid(invoice_id=invoice_id(user, "2024-03"),
+                     at=datetime(2024, 4, 3, tzinfo=UTC))),
+        (invoice_aggregate(user, "2024-04"),
+         InvoiceIssued(invoice_id=invoice_id(user, "2024-04"), user_id=user,
+                       period="2024-04", amount=0.0,
+                       issued_at=datetime(2024, 5, 2, tzinfo=UTC))),
+        (invoice_aggregate(user, "2024-04"),
+         InvoiceFailed(invoice_id=invoice_id(user, "2024-04"), reason="card declined",
+                       at=datetime(2024, 5, 3, tzinfo=UTC))),
     ]
