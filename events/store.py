@@ -53,6 +53,8 @@ H_BATCH_COMMIT = "Nats-Batch-Commit"
 ERR_WRONG_LAST_SEQ = 10071
 ERR_BATCH_DUPLICATE = 10201
 MAX_BATCH = 1000
+FEW = 8
+"""Events a catching-up read fetches one by one before it opens a consumer."""
 _LAST_SEQ = re.compile(r"wrong last sequence: (\d+)")
 
 
@@ -219,12 +221,36 @@ class EventStore:
         return int(info.state.last_seq)
 
     async def read(self, aggregate: Aggregate, after_seq: int = 0) -> list[RecordedEvent]:
-        """Every event of ``aggregate`` with sequence > ``after_seq``, in order."""
+        """Every event of ``aggregate`` with sequence > ``after_seq``, in order.
+
+        A cache catching up (``after_seq`` > 0) usually misses one or two events: those
+        are fetched one by one from the stream leader (one round trip each, no consumer);
+        past ``FEW`` of them, or for a full read, an ordered consumer streams the rest."""
         end = await self.version(aggregate)
         if end <= after_seq:
             return []
-        return [RecordedEvent.from_raw(seq, subj, data)
+        out: list[RecordedEvent] = []
+        if after_seq > 0:
+            nxt = after_seq + 1
+            for _ in range(FEW):
+                msg = await self._next_msg(aggregate.filter, nxt)
+                if msg is None:
+                    return out
+                seq = int(msg.seq or 0)
+                out.append(RecordedEvent.from_raw(seq, msg.subject or "", msg.data or b""))
+                if seq >= end:
+                    return out
+                nxt = seq + 1
+            after_seq = nxt - 1
+        out += [RecordedEvent.from_raw(seq, subj, data)
                 async for seq, subj, data in self._iterate(aggregate.filter, after_seq + 1, end)]
+        return out
+
+    async def _next_msg(self, subject: str, seq: int) -> Any:
+        try:
+            return await self.js.get_msg(self.stream, seq=seq, subject=subject, next=True)
+        except NotFoundError:
+            return None
 
     async def replay(self, from_seq: int = 1, *, subject: str | None = None,
                      until_seq: int | None = None) -> AsyncIterator[RecordedEvent]:
@@ -287,11 +313,8 @@ class EventStore:
                 await sub.unsubscribe()
 
     async def _first_seq_at_or_after(self, subject: str, seq: int) -> int | None:
-        try:
-            msg = await self.js.get_msg(self.stream, seq=max(1, seq), subject=subject, next=True)
-        except NotFoundError:
-            return None
-        return int(msg.seq or 0)
+        msg = await self._next_msg(subject, max(1, seq))
+        return None if msg is None else int(msg.seq or 0)
 
     # ------------------------------------------------------------------ delete
     async def purge(self, aggregate: Aggregate, *, keep_last: int = 0) -> None:

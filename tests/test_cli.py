@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from handlers import Client
+from threadlog.embedded_nats import EmbeddedNats
 
 CLI = [sys.executable, "-m", "threadlog.cli"]
 
@@ -93,3 +94,27 @@ def test_demo_runs_the_whole_loop_offline_and_stops_cleanly(tmp_path: Path) -> N
     assert "SQL not available" not in out and "stopped cleanly" in out
     assert not [p for p in psutil.process_iter(["cmdline"])
                 if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+
+
+async def test_events_tail_prints_new_events_live(nats_server: EmbeddedNats) -> None:
+    from events import Aggregate, EventStore, EventStreamSpec, ThreadCreated, new_id
+
+    stream = "EV" + new_id()[:10].upper()
+    nc = await nats.connect(nats_server.url)
+    store = EventStore(nc, EventStreamSpec(name=stream))
+    await store.setup()
+    tid = "tail" + new_id()[:8]
+    proc = subprocess.Popen([*CLI, "events", "tail", "--nats-url", nats_server.url,
+                             "--stream", stream, "--from-seq", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    try:
+        await store.append(Aggregate.thread(tid), [ThreadCreated(thread_id=tid, user_id="u")])
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+        assert "thread_created" in line and tid in line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        await nc.jetstream().delete_stream(stream)
+        await nc.close()
