@@ -17,6 +17,8 @@ from typing import Any
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+_MISSING = object()
+
 
 class AckRouter:
     def __init__(self, nc: NATS) -> None:
@@ -62,8 +64,29 @@ class AckRouter:
         token = str(next(self._tokens))
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._futures[token] = (fut, time.monotonic() + timeout)
-        await self.nc.publish(subject, payload, reply=f"{self._prefix}.{token}", headers=headers)
+        await self._publish(subject, payload, f"{self._prefix}.{token}", headers)
         return await fut
+
+    async def _publish(self, subject: str, payload: bytes, reply: str,
+                       headers: dict[str, str]) -> None:
+        """``nc.publish`` without its per-header regex validation: our headers are known
+        names with token, number or subject values. Anything unusual (a value with a line
+        break, a big payload, a disconnected client, a nats-py without the internals)
+        takes the public path."""
+        nc = self.nc
+        send = getattr(nc, "_send_command", None)
+        flush_queue: Any = getattr(nc, "_flush_queue", _MISSING)
+        if (send is None or flush_queue is _MISSING or not nc.is_connected
+                or len(payload) > nc.max_payload
+                or any("\r" in v or "\n" in v for v in headers.values())):
+            await nc.publish(subject, payload, reply=reply, headers=headers)
+            return
+        hdr = b"NATS/1.0\r\n" + "".join(
+            f"{k}: {v}\r\n" for k, v in headers.items()).encode() + b"\r\n"
+        await send(b"HPUB %s %s %d %d\r\n%s%s\r\n" % (
+            subject.encode(), reply.encode(), len(hdr), len(hdr) + len(payload), hdr, payload))
+        if flush_queue is not None and flush_queue.empty():
+            await nc._flush_pending()
 
     async def close(self) -> None:
         if self._sweeper is not None:

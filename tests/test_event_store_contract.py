@@ -196,3 +196,16 @@ async def test_events_survive_a_nats_server_restart(tmp_path: Path) -> None:
         await nc.close()
     finally:
         srv.stop()
+
+
+async def test_headers_reach_the_server_intact_on_the_fast_publish_path(store: EventStore
+                                                                         ) -> None:
+    """The store formats its own HPUB frames: the stored message must carry exactly the
+    headers nats-py would have sent (message id, expected sequence and subject)."""
+    a = Aggregate.thread("hdr")
+    r = await store.append(a, [created("hdr")], "no_stream", command_id="cmd-hdr")
+    msg = await store.js.get_msg(store.stream, r.last_seq)
+    assert msg.headers == {"Nats-Msg-Id": "cmd-hdr:0",
+                           "Nats-Expected-Last-Subject-Sequence": "0",
+                           "Nats-Expected-Last-Subject-Sequence-Subject": "events.thread.hdr.>"}
+    assert msg.subject == "events.thread.hdr.thread_created"
