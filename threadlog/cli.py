@@ -118,22 +118,7 @@ def asyncapi(out: Path | None = typer.Option(None, "--out", help="write here (el
         typer.echo(doc)
 
 
-def use_fast_event_loop() -> str:
-    """Run the CLI's event loops on uvloop (libuv) when installed, unless
-    ``THREADLOG_EVENT_LOOP=asyncio``: the append path runs ~20-30 % faster on it here.
-    Library users choose their own loop; everything works on the standard one."""
-    if os.environ.get("THREADLOG_EVENT_LOOP", "uvloop") == "asyncio":
-        return "asyncio"
-    try:
-        import uvloop
-    except ImportError:
-        return "asyncio"
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return "uvloop"
-
-
 def main() -> None:
-    use_fast_event_loop()
     app()
 
 
