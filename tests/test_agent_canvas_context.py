@@ -54,3 +54,23 @@ async def test_without_canvas_tools_or_selection_no_snippets_are_added(rt: Runti
     await c.generate_text("designer", tid, "hello")
     sent = scripted.requests(rt.parts["model"])[-1].messages
     assert [m["role"] for m in sent] == ["system", "user"]
+
+
+async def test_embedding_calls_for_canvas_search_record_usage(rt: Runtime) -> None:
+    from events import Aggregate
+
+    rt.handlers.generator.agents.add(Agent(
+        name="searcher", model=f"scripted/{rt.parts['model']}", embedding_model="scripted/emb",
+        call_settings=CallSettings(max_retries=0)))
+    c = rt.client("u1")
+    tid = (await c.create_thread()).value["thread_id"]
+    doc = {"elements": {"header": {"type": "text", "text": "Hello"}}}
+    cid = (await c.command("cmd.canvas.create", thread_id=tid, document=doc)).value[
+        "canvas_id"]
+    await c.command("cmd.canvas.edit", canvas_id=cid, base_version=0, summary="bold header",
+                    ops=[{"op": "add", "path": "/elements/header/style",
+                          "value": {"font_weight": "bold"}}])
+    scripted.script(rt.parts["model"], [Reply.text("ok")])
+    await c.generate_text("searcher", tid, "make it bold again", canvas_selection=["header"])
+    kinds = [e.event.kind for e in await rt.store.read(Aggregate("usage", "u1"))]
+    assert kinds.count("completion") == 1 and kinds.count("embedding") == 2

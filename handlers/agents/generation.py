@@ -205,12 +205,14 @@ class Generator:
                                r["order"], "", seq=seq, usage_handler=handler)
         state = await self.runner.states.get(cmd.thread_id)
         messages = build_context(state, agent, r["order"], r["step_order"])
-        messages = await self._with_canvas_context(cmd, agent, tool_list, messages)
+        messages = await self._with_canvas_context(cmd, agent, tool_list, messages, handler)
         return await self.run_loop(cmd, agent, res, messages, r["step_order"], on_text=on_text,
                                    tools=tool_list, validate_object=validate_object)
 
     async def _with_canvas_context(self, cmd: Generate, agent: Agent, tools: list[Any],
-                                   messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                                   messages: list[dict[str, Any]],
+                                   handler: UsageHandler | None = None
+                                   ) -> list[dict[str, Any]]:
         """Insert reference snippets of the thread's canvas edits after the instructions."""
         wanted = (agent.context_options.canvas is not None or bool(cmd.canvas_selection)
                   or any(getattr(t, "name", "") in CANVAS_TOOL_NAMES for t in tools))
@@ -218,9 +220,16 @@ class Generator:
             return messages
         from handlers.canvas.context import canvas_context_messages
 
+        async def record_embedding(result: Any) -> None:
+            await self._record_usage_event(cmd, agent, UsageRecorded(
+                call_id=result.call_id, user_id=cmd.user_id, thread_id=cmd.thread_id,
+                agent_name=agent.name, model=result.model, provider=result.provider,
+                usage=result.usage, cost=result.cost, kind="embedding"), handler)
+
         extra = await canvas_context_messages(
             self.canvas, cmd.thread_id, cmd.user_id, cmd.prompt or "", cmd.canvas_selection,
-            agent.context_options.canvas, embedding_model=agent.embedding_model)
+            agent.context_options.canvas, embedding_model=agent.embedding_model,
+            on_embedding=record_embedding)
         if not extra:
             return messages
         head = 1 if messages and messages[0].get("role") == "system" else 0
@@ -435,10 +444,16 @@ class Generator:
                            agent_name=agent.name, model=result.model, provider=result.provider,
                            usage=result.usage, cost=result.cost,
                            provider_metadata=result.provider_metadata)
+        await self._record_usage_event(cmd, agent, ev, handler)
+
+    async def _record_usage_event(self, cmd: Generate, agent: Agent, ev: UsageRecorded,
+                                  handler: UsageHandler | None) -> None:
+        """Append ``ev`` on ``usage.<user>`` with an id derived from its call id (a
+        re-append is a duplicate), then call the usage handler."""
         agg = Aggregate("usage", cmd.user_id)
         env = self.store.envelopes(agg, [ev], user_id=cmd.user_id, command_id=None,
                                    correlation_id=cmd.command_id)[0]
-        env = env.model_copy(update={"event_id": derived_id("usage", result.call_id)})
+        env = env.model_copy(update={"event_id": derived_id("usage", ev.call_id)})
         await self.store.append(agg, [env])
         if handler is not None:
             out = handler(ev)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -125,7 +125,12 @@ def format_reference_message(state: CanvasState, snippets: Sequence[Snippet],
     return {"role": "system", "content": "\n".join(lines)}
 
 
-async def embed_missing(state: CanvasState, model: str, window: int) -> None:
+OnEmbedding = Callable[[Any], Awaitable[None]]
+"""Called with each ``EmbeddingResult`` (to record its usage)."""
+
+
+async def embed_missing(state: CanvasState, model: str, window: int,
+                        on_embedding: OnEmbedding | None = None) -> None:
     """Embed the summaries of recent edits that have no vector yet (one call)."""
     from handlers.llm.embeddings import embed_texts
 
@@ -133,6 +138,8 @@ async def embed_missing(state: CanvasState, model: str, window: int) -> None:
     if not missing:
         return
     result = await embed_texts(model, [r.search_text() for r in missing])
+    if on_embedding is not None:
+        await on_embedding(result)
     for rec, vec in zip(missing, result.vectors, strict=True):
         state.index.vectors[rec.version] = unit(vec)
 
@@ -145,7 +152,8 @@ def unit(vec: list[float]) -> list[float]:
 async def canvas_context_messages(service: Any, thread_id: str, user_id: str,
                                   prompt_text: str = "", selection: Sequence[str] = (),
                                   options: SnippetOptions | None = None,
-                                  embedding_model: str | None = None
+                                  embedding_model: str | None = None,
+                                  on_embedding: OnEmbedding | None = None
                                   ) -> list[dict[str, Any]]:
     """One system message per canvas of the thread (none if it has no canvas).
 
@@ -159,8 +167,11 @@ async def canvas_context_messages(service: Any, thread_id: str, user_id: str,
         state: CanvasState = await service.state_for(user_id, cid)
         qvec = None
         if embedding_model and prompt_text and opts.vector_matches > 0:
-            await embed_missing(state, embedding_model, opts.vector_window)
-            qvec = unit((await embed_texts(embedding_model, [prompt_text])).vectors[0])
+            await embed_missing(state, embedding_model, opts.vector_window, on_embedding)
+            query = await embed_texts(embedding_model, [prompt_text])
+            if on_embedding is not None:
+                await on_embedding(query)
+            qvec = unit(query.vectors[0])
         snippets = reference_snippets(state, prompt_text, selection, opts, qvec)
         messages.append(format_reference_message(state, snippets, opts))
     return messages
