@@ -25,6 +25,13 @@ class ContextOptions:
 
     recent_messages: int = 100
     exclude_tool_messages: bool = False
+    search_messages: int = 0
+    """Text-search hits of the prompt over earlier messages to add (0: off). Needs the
+    projector (``query.messages.search``); skipped with a warning when none answers."""
+    search_other_threads: bool = False
+    """Search all of the user's threads, not only this one."""
+    message_range: tuple[int, int] = (2, 1)
+    """Messages (by order) before and after each hit that come with it."""
     canvas: SnippetOptions | None = None
     """Reference snippets of canvas edits (recent, selected elements, text/vector matches
     under a token budget). Included when set, when the agent has canvas tools, or when the

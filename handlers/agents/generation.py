@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -51,6 +52,7 @@ from handlers.streaming import DeltaWriter
 from handlers.thread_decisions import Decision, require_owned
 from handlers.thread_state import ThreadState
 
+log = logging.getLogger(__name__)
 DeltaSink = Callable[[str], Awaitable[None]]
 CANVAS_TOOL_NAMES = frozenset({"read_canvas", "edit_canvas", "revert_canvas_edit"})
 BudgetCheck = Callable[[str, str, list[dict[str, Any]], int | None], Awaitable[Any]]
@@ -204,10 +206,33 @@ class Generator:
         res = GenerationResult(cmd.thread_id, r["prompt_message_id"], r["message_id"],
                                r["order"], "", seq=seq, usage_handler=handler)
         state = await self.runner.states.get(cmd.thread_id)
-        messages = build_context(state, agent, r["order"], r["step_order"])
+        found = await self._search(cmd, agent, state.version, r["order"])
+        messages = build_context(state, agent, r["order"], r["step_order"], found)
         messages = await self._with_canvas_context(cmd, agent, tool_list, messages, handler)
         return await self.run_loop(cmd, agent, res, messages, r["step_order"], on_text=on_text,
                                    tools=tool_list, validate_object=validate_object)
+
+    async def _search(self, cmd: Generate, agent: Agent, version: int, order: int
+                      ) -> list[dict[str, Any]]:
+        """Messages matching the prompt by text (``ContextOptions.search_messages``)."""
+        opts = agent.context_options
+        if opts.search_messages <= 0 or not cmd.prompt:
+            return []
+        from handlers.client import Client
+
+        before, after = opts.message_range
+        body: dict[str, Any] = {
+            "text": cmd.prompt[:2_000], "limit": opts.search_messages, "before": before,
+            "after": after, "thread_id": cmd.thread_id, "max_order": order,
+            "all_threads": opts.search_other_threads, "exclude_tool_messages": True}
+        try:
+            res = await Client(self.store.nc, user_id=cmd.user_id).query(
+                "query.messages.search", min_seq=version, **body)
+        except ThreadlogError as exc:
+            log.warning("context search skipped: %s", exc.message)
+            return []
+        items: list[dict[str, Any]] = res.value["items"]
+        return items
 
     async def _with_canvas_context(self, cmd: Generate, agent: Agent, tools: list[Any],
                                    messages: list[dict[str, Any]],

@@ -73,3 +73,20 @@ class SqlQuery(Query):
 
 class StatusQuery(Query):
     pass
+
+
+class MessagesSearch(Query):
+    """Text search over successful messages: every word of ``text`` found (case
+    insensitive) scores one; hits widened by ``before``/``after`` messages of their
+    thread (by order)."""
+
+    text: str = Field(min_length=1, max_length=2_000)
+    thread_id: SafeId | None = Field(None, description="this thread (only, unless "
+                                     "all_threads)")
+    all_threads: bool = Field(False, description="search every thread of the user")
+    limit: int = Field(10, ge=1, le=100)
+    before: int = Field(2, ge=0, le=20)
+    after: int = Field(1, ge=0, le=20)
+    exclude_tool_messages: bool = True
+    max_order: int | None = Field(None, description="in thread_id, only messages with "
+                                  "order below this (the prompt's)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import date, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from events.errors import Forbidden, NotFound, ValidationFailed
 from projections.queries.models import (
     MessagesGet,
     MessagesList,
+    MessagesSearch,
     ThreadsGet,
     ThreadsList,
     UsageSummary,
@@ -170,3 +172,48 @@ def usage_summary(cur: duckdb.DuckDBPyConnection, q: UsageSummary) -> Row:
     for k in TOKEN_KINDS:
         totals[k] = sum(r[k] or 0 for r in rows)
     return {"user_id": q.user_id, "period": q.period, "totals": totals, "by_model": rows}
+
+
+_WORD = re.compile(r"[\w']{3,}")
+
+
+def messages_search(cur: duckdb.DuckDBPyConnection, q: MessagesSearch) -> Row:
+    """Hits ranked by the number of the query's words they contain (3+ letters, case
+    insensitive), newest first among equals; each hit widened by its thread's neighbours
+    within ``before``/``after`` orders. ``items`` are the widened messages in thread
+    order; ``hits`` the ranked hit ids. Scans the user's (or the thread's) messages: a
+    DuckDB column scan, fine for thousands of messages per thread."""
+    if q.thread_id is not None:
+        owned_thread(cur, q.user_id, q.thread_id)
+    elif not q.all_threads:
+        raise ValidationFailed("give thread_id, or all_threads=true",
+                               details={"fields": ["thread_id", "all_threads"]})
+    words = sorted({w.lower() for w in _WORD.findall(q.text)})[:20]
+    if not words:
+        return {"items": [], "hits": []}
+    score = " + ".join("(contains(lower(text), ?))::INT" for _ in words)
+    where = ["user_id = ?", "status = 'success'", "text IS NOT NULL"]
+    params: list[Any] = [q.user_id]
+    if q.thread_id is not None and not q.all_threads:
+        where.append("thread_id = ?")
+        params.append(q.thread_id)
+    if q.exclude_tool_messages:
+        where.append("NOT is_tool")
+    if q.max_order is not None and q.thread_id is not None:
+        where.append('NOT (thread_id = ? AND "order" >= ?)')
+        params += [q.thread_id, q.max_order]
+    cur.execute(f'SELECT message_id, thread_id, "order", score FROM (SELECT message_id, '
+                f'thread_id, "order", seq, {score} AS score FROM messages '
+                f"WHERE {' AND '.join(where)}) WHERE score > 0 "
+                f"ORDER BY score DESC, seq DESC LIMIT {q.limit}", [*words, *params])
+    hits = cur.fetchall()
+    if not hits:
+        return {"items": [], "hits": []}
+    ranges = " OR ".join('(thread_id = ? AND "order" BETWEEN ? AND ?)' for _ in hits)
+    rparams: list[Any] = []
+    for _, tid, order, _ in hits:
+        rparams += [tid, order - q.before, order + q.after]
+    cur.execute(f"SELECT {_MESSAGE_COLS} FROM messages WHERE user_id = ? AND status = "
+                f"'success' AND ({ranges}) ORDER BY thread_id, \"order\", step_order, seq",
+                [q.user_id, *rparams])
+    return {"items": _records(cur), "hits": [h[0] for h in hits]}

@@ -51,6 +51,9 @@ QUERIES: tuple[QuerySpec, ...] = (
               "A thread's messages newest first, cursor-paginated; exclude_tool_messages, "
               "statuses filter."),
     QuerySpec("messages.get", models.MessagesGet, "Messages by id (the user's only)."),
+    QuerySpec("messages.search", models.MessagesSearch,
+              "Text search over the user's messages (a thread, or all threads), hits "
+              "widened by neighbouring messages."),
     QuerySpec("usage.summary", models.UsageSummary,
               "Token and cost totals per billing period and model for the user."),
     QuerySpec("sql", models.SqlQuery,
@@ -64,6 +67,7 @@ _READS: dict[str, Read] = {
     "threads.get": reads.thread_get,
     "messages.list": reads.messages_list,
     "messages.get": reads.messages_get,
+    "messages.search": reads.messages_search,
     "usage.summary": reads.usage_summary,
 }
 
