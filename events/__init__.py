@@ -11,7 +11,7 @@ from events import (  # noqa: F401  (registers the catalogue)
 )
 from events.catalogue import CATALOGUE, Catalogue, Event, register, upcaster
 from events.content import ContentPart, TextPart, ToolCallPart, ToolResultPart, Usage, text_of
-from events.envelope import Aggregate, EventEnvelope, RecordedEvent, raw_envelope
+from events.envelope import Aggregate, EventEnvelope, RecordedEvent
 from events.errors import (
     ConcurrencyError,
     Forbidden,
@@ -52,6 +52,6 @@ __all__ = [
     "Timeout", "ToolApprovalDecided", "ToolApprovalRequested", "ToolCallCompleted",
     "ToolCallFailed", "ToolCallPart", "ToolCallRequested", "ToolResultPart", "Unavailable",
     "UnknownEventType", "Usage", "UsageRecorded", "ValidationFailed", "check_token",
-    "derived_id", "ensure_event_stream", "new_id", "raw_envelope", "register", "text_of",
+    "derived_id", "ensure_event_stream", "new_id", "register", "text_of",
     "upcaster",
 ]

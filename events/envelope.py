@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -123,8 +122,3 @@ class RecordedEvent:
     def from_raw(cls, seq: int, subject: str, raw: bytes) -> RecordedEvent:
         return cls(seq=seq, subject=subject, envelope=EventEnvelope.from_bytes(raw))
 
-
-def raw_envelope(raw: bytes) -> dict[str, Any]:
-    """Fast path for projections: the envelope as a plain dict, without model validation."""
-    result: dict[str, Any] = json.loads(raw)
-    return result

@@ -24,8 +24,6 @@ from handlers.thread_state import ThreadState, ThreadStateCache
 
 log = logging.getLogger(__name__)
 C = TypeVar("C", bound=Command)
-Decide = Callable[[ThreadState, C], Decision]
-ResultOf = Callable[[ThreadState, C], Decision]
 
 
 class CommandRunner:

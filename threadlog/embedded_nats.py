@@ -124,12 +124,6 @@ class EmbeddedNats:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
 
-    def kill(self) -> None:
-        """SIGKILL (crash simulation)."""
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
     def __enter__(self) -> EmbeddedNats:
         return self.start()
