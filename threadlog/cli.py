@@ -25,7 +25,7 @@ app = typer.Typer(help="threadlog: an event-sourced backend for LLM agents.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 events_app = typer.Typer(help="Read the event log.")
 app.add_typer(events_app, name="events")
-app.command("bench", context_settings=BENCH_CONTEXT)(bench_command)
+app.command("bench", context_settings=BENCH_CONTEXT, add_help_option=False)(bench_command)
 app.add_typer(projections_app, name="projections")
 app.add_typer(invoices_app, name="invoices")
 app.command("usage")(usage_command)

@@ -24,7 +24,9 @@ BENCH_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 def bench_command(ctx: typer.Context,
                   name: str = typer.Argument(None, help="benchmark name (omit to list)")) -> None:
     """Run a benchmark from bench/: prints a table, then one JSON line of figures."""
-    if not name:
+    if not name or name in ("--help", "-h"):
+        typer.echo("usage: threadlog bench NAME [ARGS]  (threadlog bench NAME --help for "
+                   "its arguments)")
         typer.echo("benchmarks: " + ", ".join(available()))
         return
     if name not in available():
