@@ -7,6 +7,7 @@ import os
 import platform
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import psutil
@@ -20,14 +21,24 @@ def machine() -> dict[str, Any]:
             "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)}
 
 
-def report(title: str, rows: list[tuple[str, Any]], figures: dict[str, Any]) -> None:
+def report(title: str, rows: Sequence[tuple[Any, ...]], figures: dict[str, Any], *,
+           name: str | None = None) -> None:
+    """Print ``rows`` as a table (a third item per row adds a target column), then
+    ``figures`` and the machine as one JSON line: always the last line printed."""
+    with_target = any(len(r) > 2 for r in rows)
     table = Table(title=title)
     table.add_column("measure")
     table.add_column("value", justify="right")
-    for k, v in rows:
-        table.add_row(k, f"{v:,.1f}" if isinstance(v, float) else str(v))
+    if with_target:
+        table.add_column("target", justify="right")
+    for row in rows:
+        k, v = row[0], row[1]
+        cells = [k, f"{v:,.1f}" if isinstance(v, float) else str(v)]
+        if with_target:
+            cells.append(str(row[2]) if len(row) > 2 else "")
+        table.add_row(*cells)
     Console().print(table)
-    print(json.dumps({"bench": title, **figures, "machine": machine()}))
+    print(json.dumps({"bench": name or title, **figures, "machine": machine()}))
 
 
 class PeakRss:
@@ -35,7 +46,7 @@ class PeakRss:
 
     def __init__(self) -> None:
         self._proc = psutil.Process()
-        self.peak = self._proc.memory_info().rss
+        self.peak: int = int(self._proc.memory_info().rss)
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
@@ -50,6 +61,7 @@ class PeakRss:
     def __exit__(self, *a: object) -> None:
         self._stop.set()
         self._t.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
 
     @property
     def peak_mb(self) -> float:

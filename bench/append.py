@@ -14,6 +14,7 @@ import asyncio
 import tempfile
 
 import nats
+from nats.aio.client import Client as NATS
 
 from bench._report import now, rate, report
 from events import Aggregate, EventStore, EventStreamSpec, MessageSaved, TextPart, new_id
@@ -43,7 +44,7 @@ async def run_store(store: EventStore, threads: int, total: int) -> float:
     return rate(per * threads, now() - t0)
 
 
-async def run_raw(nc: nats.NATS, store: EventStore, total: int) -> float:
+async def run_raw(nc: NATS, store: EventStore, total: int) -> float:
     js = nc.jetstream(publish_async_max_pending=4000)
     tid = "raw" + new_id()[:8]
     envs = [store.envelopes(Aggregate.thread(tid), [event(tid, i)])[0] for i in range(total)]

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+from nats.aio.client import Client as NATS
 
 from bench._report import now, rate, report
 from events import Aggregate, EventStore, EventStreamSpec, ThreadCreated, new_id
@@ -68,7 +69,7 @@ async def fill(svc: CanvasService, tid: str, edits: int) -> tuple[str, float]:
     return cid, rate(edits, now() - t0)
 
 
-async def project(nc: nats.NATS, url: str, directory: str, edits: int) -> float:
+async def project(nc: NATS, url: str, directory: str, edits: int) -> float:
     """Edits/s of the canvas_state + canvas_edits views catching up with the log."""
     from projections.projector import Projector, ProjectorConfig
     from projections.views.canvas import CanvasEditsView, CanvasStateView

@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -28,9 +26,8 @@ from typing import Any, Protocol
 
 import nats
 from nats.aio.client import Client as NATS
-from rich.console import Console
-from rich.table import Table
 
+from bench._report import report
 from events import (
     Aggregate,
     EventStore,
@@ -150,12 +147,11 @@ async def run(n: int, warmup: int, via: str, work: Path) -> dict[str, Any]:
     finally:
         srv.stop()
     p50, p95, p99 = (percentile(samples, q) for q in (50, 95, 99))
-    return {"benchmark": "freshness", "via": via, "samples": n, "p50_ms": round(p50, 2),
+    return {"via": via, "samples": n, "p50_ms": round(p50, 2),
             "p95_ms": round(p95, 2), "p99_ms": round(p99, 2),
             "mean_ms": round(statistics.fmean(samples), 2), "max_ms": round(max(samples), 2),
             "targets_met": {"p50<=10ms": p50 <= 10, "p99<=50ms": p99 <= 50},
-            "machine": {"nproc": os.cpu_count(), "python": platform.python_version(),
-                        "date": datetime.now(UTC).date().isoformat()}}
+            "date": datetime.now(UTC).date().isoformat()}
 
 
 def main(argv: list[str]) -> None:
@@ -166,13 +162,7 @@ def main(argv: list[str]) -> None:
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-freshness-") as tmp:
         result = asyncio.run(run(args.n, args.warmup, args.via, Path(tmp)))
-    table = Table(title=f"write -> row visible in query.messages.get (via {result['via']})")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("target", justify="right")
-    table.add_row("p50", f"{result['p50_ms']} ms", "<= 10 ms")
-    table.add_row("p95", f"{result['p95_ms']} ms", "")
-    table.add_row("p99", f"{result['p99_ms']} ms", "<= 50 ms")
-    table.add_row("max", f"{result['max_ms']} ms", "")
-    Console().print(table)
-    print(json.dumps(result))
+    report(f"freshness: write -> row visible in query.messages.get (via {result['via']})",
+           [("p50", f"{result['p50_ms']} ms", "<= 10 ms"), ("p95", f"{result['p95_ms']} ms"),
+            ("p99", f"{result['p99_ms']} ms", "<= 50 ms"), ("max", f"{result['max_ms']} ms")],
+           result, name="freshness")

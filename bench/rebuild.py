@@ -16,13 +16,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import random
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,10 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import nats
-import psutil
 from rich.console import Console
-from rich.table import Table
 
+from bench._report import PeakRss, report
 from events import Aggregate, EventEnvelope, EventStore, EventStreamSpec
 from projections.feed import OrderedFeed
 from projections.projector import Projector, ProjectorConfig, run_until_caught_up
@@ -149,28 +145,6 @@ async def fill(nc: Any, stream: str, n: int, *, seed: int = 7) -> tuple[int, lis
     return await store.last_seq(), deleted
 
 
-class PeakRss:
-    """Samples this process's RSS every 20 ms in a thread; ``peak`` in bytes."""
-
-    def __init__(self) -> None:
-        self.proc = psutil.Process(os.getpid())
-        self.peak = self.proc.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
-
 
 async def raw_rate(url: str, nc: Any, stream: str, last_seq: int) -> tuple[int, float]:
     """The ordered feed + JSON decode of the whole stream: (events, seconds)."""
@@ -236,7 +210,7 @@ async def run(n: int, batch_max: int, work: Path, console: Console, *,
     finally:
         srv.stop()
     rate, raw = applied / secs, raw_n / raw_s
-    return {"benchmark": "rebuild", "events_published": n, "events_stored": stored,
+    return {"events_published": n, "events_stored": stored,
             "events_applied": applied, "rebuild_s": round(secs, 3),
             "rebuild_events_per_s": round(rate), "raw_events_per_s": round(raw),
             "pct_of_raw": round(100 * rate / raw, 1), "peak_rss_mb": round(rss.peak / 2**20, 1),
@@ -245,8 +219,7 @@ async def run(n: int, batch_max: int, work: Path, console: Console, *,
             "rows": {k: int(v[0]) if v else 0 for k, v in counts.items()},
             "targets_met": {"events_per_s>=100k": rate >= 100_000, "pct_of_raw>=50":
                             rate >= 0.5 * raw, "peak_rss<500MB": rss.peak < 500 * 2**20},
-            "machine": {"nproc": os.cpu_count(), "python": platform.python_version(),
-                        "date": datetime.now(UTC).date().isoformat()}}
+            "date": datetime.now(UTC).date().isoformat()}
 
 
 def main(argv: list[str]) -> None:
@@ -262,15 +235,10 @@ def main(argv: list[str]) -> None:
         work = args.workdir or Path(tmp)
         result = asyncio.run(run(args.events, args.batch_max, work, console,
                                  catchup=args.catchup_batch_max, threads=args.duckdb_threads))
-    table = Table(title="projections rebuild")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("target", justify="right")
-    table.add_row("events stored", f"{result['events_stored']:,}", "")
-    table.add_row("raw feed + decode", f"{result['raw_events_per_s']:,}/s", "")
-    table.add_row("rebuild", f"{result['rebuild_events_per_s']:,}/s", ">= 100,000/s")
-    table.add_row("rebuild / raw", f"{result['pct_of_raw']}%", ">= 50%")
-    table.add_row("peak RSS", f"{result['peak_rss_mb']} MB", "< 500 MB")
-    table.add_row("DuckDB file", f"{result['db_mb']} MB", "")
-    Console().print(table)
-    print(json.dumps(result))
+    report("rebuild", [
+        ("events stored", f"{result['events_stored']:,}"),
+        ("raw feed + decode", f"{result['raw_events_per_s']:,}/s"),
+        ("rebuild", f"{result['rebuild_events_per_s']:,}/s", ">= 100,000/s"),
+        ("rebuild / raw", f"{result['pct_of_raw']}%", ">= 50%"),
+        ("peak RSS", f"{result['peak_rss_mb']} MB", "< 500 MB"),
+        ("DuckDB file", f"{result['db_mb']} MB", "")], result)
