@@ -20,9 +20,10 @@ import re
 from datetime import UTC, date, datetime
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from events.catalogue import Event, register
+from events.content import Usage
 from events.envelope import Aggregate
 from events.errors import ValidationFailed
 from events.ids import SafeId, derived_id
@@ -70,19 +71,11 @@ def issued_event_id(user_id: str, period: str) -> str:
     return derived_id("invoice-issued", user_id, check_period(period))
 
 
-class InvoiceLine(BaseModel):
-    """One model's usage in the period: calls, tokens by kind, cost (USD)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class InvoiceLine(Usage):
+    """One model's usage in the period: calls, tokens by kind (:class:`Usage`), cost (USD)."""
 
     model: str
     calls: int = Field(ge=0)
-    prompt_tokens: int = Field(0, ge=0)
-    completion_tokens: int = Field(0, ge=0)
-    total_tokens: int = Field(0, ge=0)
-    reasoning_tokens: int = Field(0, ge=0)
-    cached_input_tokens: int = Field(0, ge=0)
-    cache_write_tokens: int = Field(0, ge=0)
     cost: float = Field(0.0, ge=0)
 
 

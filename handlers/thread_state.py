@@ -8,7 +8,6 @@ O(thread length).
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +29,7 @@ from events import (
 )
 from events.catalogue import Event
 from events.content import ContentPart
+from handlers.state_cache import AggregateStateCache
 
 MAX_REMEMBERED_COMMANDS = 1_000
 RECENT_CAPACITY = 512
@@ -150,37 +150,11 @@ class ThreadState:
             self.apply(rec.event, rec.seq, rec.envelope.causation_id)
 
 
-class ThreadStateCache:
-    """LRU of thread states, with one lock per thread to serialise decisions in-process."""
+class ThreadStateCache(AggregateStateCache[ThreadState]):
+    """Thread states by thread id (see :class:`AggregateStateCache`)."""
 
     def __init__(self, store: EventStore, capacity: int = 10_000) -> None:
-        self.store = store
-        self.capacity = capacity
-        self._states: OrderedDict[str, ThreadState] = OrderedDict()
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    def lock(self, thread_id: str) -> asyncio.Lock:
-        lk = self._locks.get(thread_id)
-        if lk is None:
-            lk = self._locks[thread_id] = asyncio.Lock()
-        return lk
-
-    async def get(self, thread_id: str) -> ThreadState:
-        """The cached state, loading it from the log on a miss."""
-        st = self._states.get(thread_id)
-        if st is None:
-            st = ThreadState(thread_id)
-            st.apply_recorded(await self.store.read(st.aggregate))
-            self._put(st)
-        else:
-            self._states.move_to_end(thread_id)
-        return st
-
-    async def refresh(self, thread_id: str) -> ThreadState:
-        """Catch the cached state up with events appended by others (after a conflict)."""
-        st = await self.get(thread_id)
-        st.apply_recorded(await self.store.read(st.aggregate, after_seq=st.version))
-        return st
+        super().__init__(store, ThreadState, lambda st: st.version, capacity)
 
     def advance(self, state: ThreadState, events: list[Event], last_seq: int,
                 command_id: str | None) -> None:
@@ -188,14 +162,3 @@ class ThreadStateCache:
         first = last_seq - len(events) + 1
         for i, ev in enumerate(events):
             state.apply(ev, first + i, command_id)
-
-    def forget(self, thread_id: str) -> None:
-        self._states.pop(thread_id, None)
-
-    def _put(self, st: ThreadState) -> None:
-        self._states[st.thread_id] = st
-        while len(self._states) > self.capacity:
-            old, _ = self._states.popitem(last=False)
-            lk = self._locks.get(old)
-            if lk is not None and not lk.locked():
-                del self._locks[old]

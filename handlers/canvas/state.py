@@ -18,7 +18,6 @@ so an edit costs O(1) amortised, not a replay.
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +30,7 @@ from events.catalogue import Event
 from handlers.canvas.edit_index import EditIndex, EditRecord
 from handlers.canvas.patching import PatchOutcome, apply_patch
 from handlers.canvas.schema import element_size
+from handlers.state_cache import AggregateStateCache
 
 SNAPSHOT_EVERY = 1_000
 MAX_REMEMBERED_COMMANDS = 1_000
@@ -149,42 +149,8 @@ class CanvasState:
         return doc
 
 
-class CanvasStateCache:
-    """LRU of canvas states, one lock per canvas to serialise decisions in-process."""
+class CanvasStateCache(AggregateStateCache[CanvasState]):
+    """Canvas states by canvas id (see :class:`AggregateStateCache`)."""
 
     def __init__(self, store: EventStore, capacity: int = 1_000) -> None:
-        self.store = store
-        self.capacity = capacity
-        self._states: OrderedDict[str, CanvasState] = OrderedDict()
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    def lock(self, canvas_id: str) -> asyncio.Lock:
-        lk = self._locks.get(canvas_id)
-        if lk is None:
-            lk = self._locks[canvas_id] = asyncio.Lock()
-        return lk
-
-    async def get(self, canvas_id: str) -> CanvasState:
-        """The cached state, loading it from the log on a miss."""
-        st = self._states.get(canvas_id)
-        if st is None:
-            st = CanvasState(canvas_id)
-            st.apply_recorded(await self.store.read(st.aggregate))
-            self._states[canvas_id] = st
-            while len(self._states) > self.capacity:
-                old, _ = self._states.popitem(last=False)
-                lk = self._locks.get(old)
-                if lk is not None and not lk.locked():
-                    del self._locks[old]
-        else:
-            self._states.move_to_end(canvas_id)
-        return st
-
-    async def refresh(self, canvas_id: str) -> CanvasState:
-        """Catch up with events appended by others (after a conflict)."""
-        st = await self.get(canvas_id)
-        st.apply_recorded(await self.store.read(st.aggregate, after_seq=st.seq))
-        return st
-
-    def forget(self, canvas_id: str) -> None:
-        self._states.pop(canvas_id, None)
+        super().__init__(store, CanvasState, lambda st: st.seq, capacity)

@@ -16,17 +16,29 @@ from events import EventStore
 from events.replies import Reply
 from projections.projector import Projector, ProjectorConfig
 from projections.queries import QueryService, SqlLimits, serve_queries
+from projections.view import View
 from threadlog.embedded_nats import EmbeddedNats
 
 Ask = Callable[[str, "dict[str, Any] | bytes"], Awaitable[Reply]]
 
 
 @pytest.fixture
+def projector_views() -> list[View] | None:
+    """The views the ``projector`` fixture runs (None: all registered); a test module
+    overrides it to run a subset."""
+    return None
+
+
+@pytest.fixture
 async def projector(store: EventStore, nc: NATS, nats_server: EmbeddedNats,
-                    tmp_path: Path) -> AsyncIterator[Projector]:
+                    tmp_path: Path, projector_views: list[View] | None
+                    ) -> AsyncIterator[Projector]:
     """A projector running in the background over the test's stream."""
-    p = Projector(ProjectorConfig(db_path=tmp_path / "views.duckdb", stream=store.stream),
-                  nc, nats_server.url)
+    config = ProjectorConfig(db_path=tmp_path / "views.duckdb", stream=store.stream)
+    if projector_views is not None:
+        config = ProjectorConfig(db_path=config.db_path, stream=store.stream,
+                                 views=projector_views)
+    p = Projector(config, nc, nats_server.url)
     await p.open()
     task = asyncio.create_task(p.run())
     yield p

@@ -2,37 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from nats.aio.client import Client as NATS
 
 from events import Aggregate, EventStore, ThreadCreated, ThreadDeleted, new_id
 from handlers.canvas import CanvasService
 from handlers.canvas.commands import CreateCanvas, EditCanvas, RevertCanvasEdit
 from handlers.thread_state import ThreadStateCache
-from projections.projector import Projector, ProjectorConfig
+from projections.projector import Projector
+from projections.view import View
 from projections.views.canvas import CanvasEditsView, CanvasStateView
-from threadlog.embedded_nats import EmbeddedNats
 
 
 @pytest.fixture
-async def projector(store: EventStore, nc: NATS, nats_server: EmbeddedNats,
-                    tmp_path: Path) -> AsyncIterator[Projector]:
-    p = Projector(ProjectorConfig(db_path=tmp_path / "views.duckdb", stream=store.stream,
-                                  views=[CanvasStateView(), CanvasEditsView()]),
-                  nc, nats_server.url)
-    await p.open()
-    task = asyncio.create_task(p.run())
-    yield p
-    p.stop()
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(task, 10)
-    await p.close()
+def projector_views() -> list[View]:
+    return [CanvasStateView(), CanvasEditsView()]
 
 
 async def canvas_with_edits(store: EventStore, edits: int) -> tuple[CanvasService, str, str]:

@@ -1,0 +1,71 @@
+"""An LRU of write-side aggregate states, with one lock per aggregate.
+
+A state is loaded from the log on a miss and caught up incrementally after a conflict
+(only the events after its position), so a decision costs O(new events), not a replay.
+The per-aggregate lock serialises decisions in this process; other processes are kept
+honest by the store's expected-version check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
+
+from events import Aggregate, EventStore, RecordedEvent
+
+
+class FoldedState(Protocol):
+    @property
+    def aggregate(self) -> Aggregate: ...
+
+    def apply_recorded(self, events: list[RecordedEvent]) -> None: ...
+
+
+S = TypeVar("S", bound=FoldedState)
+
+
+class AggregateStateCache(Generic[S]):
+    """``new(key)`` makes an empty state; ``position(state)`` is the stream sequence of
+    the last event folded into it."""
+
+    def __init__(self, store: EventStore, new: Callable[[str], S],
+                 position: Callable[[S], int], capacity: int) -> None:
+        self.store = store
+        self.capacity = capacity
+        self._new = new
+        self._position = position
+        self._states: OrderedDict[str, S] = OrderedDict()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def lock(self, key: str) -> asyncio.Lock:
+        lk = self._locks.get(key)
+        if lk is None:
+            lk = self._locks[key] = asyncio.Lock()
+        return lk
+
+    async def get(self, key: str) -> S:
+        """The cached state, loading it from the log on a miss."""
+        st = self._states.get(key)
+        if st is None:
+            st = self._new(key)
+            st.apply_recorded(await self.store.read(st.aggregate))
+            self._states[key] = st
+            while len(self._states) > self.capacity:
+                old, _ = self._states.popitem(last=False)
+                lk = self._locks.get(old)
+                if lk is not None and not lk.locked():
+                    del self._locks[old]
+        else:
+            self._states.move_to_end(key)
+        return st
+
+    async def refresh(self, key: str) -> S:
+        """Catch the cached state up with events appended by others (after a conflict)."""
+        st = await self.get(key)
+        st.apply_recorded(await self.store.read(st.aggregate, after_seq=self._position(st)))
+        return st
+
+    def forget(self, key: str) -> None:
+        self._states.pop(key, None)
