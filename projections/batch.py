@@ -18,6 +18,9 @@ class Batch:
     types: frozenset[str]
     floor: int = 0
     """The view's checkpoint: events at or below it are not in ``source``."""
+    first: int = 0
+    """The first sequence of the whole batch: rows a view stored with a lower ``seq``
+    come from earlier batches (the floor may lag while the previous batch commits)."""
     whole: str | None = None
     """The whole batch's table (all views), for lookups shared between views."""
     shared: dict[str, Any] = field(default_factory=dict, compare=False)

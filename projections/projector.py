@@ -52,6 +52,9 @@ from projections.views import VIEWS
 
 log = logging.getLogger(__name__)
 _EVENTS = "_projector_batch"
+_POOL = pa.system_memory_pool()
+"""Batches are allocated with malloc, not pyarrow's default mimalloc pool, which keeps
+freed pages (about 45 MB more resident memory during a rebuild)."""
 
 Progress = Callable[[int, int, int], None]
 """``progress(checkpoint, events_in_batch, events_left_in_stream)`` after each batch."""
@@ -89,13 +92,20 @@ class ProjectorConfig:
     (catch-up, rebuild): each statement of a view costs a few ms whatever its row count,
     so bigger batches are what makes a rebuild fast. Set equal to ``batch_max`` to cap
     every transaction at ``batch_max``."""
+    lanes: int = 2
+    """Writer lanes: views are spread over this many writer threads (``View.lane`` modulo
+    ``lanes``), each applying its views' share of a batch in its own DuckDB transaction
+    on its own connection, in parallel (DuckDB releases the GIL). 1: one transaction for
+    every view."""
     duckdb_threads: int | None = None
-    wal_checkpoint_mb: int = 16
-    """DuckDB folds its WAL into the file when the WAL reaches this size (DuckDB's default
-    16 MB). Larger values make small rebuilds faster but keep the un-checkpointed rows in
-    memory (1M events at 256 MB: peak RSS 577 MB, and no faster); a crash replays at most
-    this much WAL on the next open. The file is also checkpointed when a rebuild ends."""
     """DuckDB worker threads (None: DuckDB's default, one per core)."""
+    wal_checkpoint_mb: int = 16
+    """The WAL is folded into the file when it reaches this size (DuckDB's default 16 MB).
+    Rows committed since the last checkpoint stay in memory, so this bounds the
+    projector's memory; a crash replays at most this much WAL on the next open. DuckDB
+    skips its own automatic checkpoint while another transaction is open (the other
+    writer lane, a query), so the projector also checkpoints between batches, when no
+    lane is writing. The file is also checkpointed when a rebuild ends."""
     min_seq_timeout_s: float = 5.0
     """The longest a query waits for ``min_seq`` (queries may ask for less)."""
     reset: Sequence[str] = ()
@@ -116,9 +126,13 @@ class Projector:
         self._checkpoint = 0
         self._cond: asyncio.Condition | None = None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="projector-writer")
+        self._lanes: list[tuple[ThreadPoolExecutor, duckdb.DuckDBPyConnection]] = []
         self._feed: OrderedFeed | None = None
         self._stopping = False
         self._stopped = asyncio.Event()
+        self._wal = Path(f"{config.db_path}.wal")
+        self._catching_up = False
+        self._vacuum_off = False
         self._wake = asyncio.Event()
         self._version_markers = {
             t.encode(): f'"version":{CATALOGUE.model(t).schema_version},'.encode()
@@ -155,12 +169,19 @@ class Projector:
                                        stream_id=stream_id, reset=reset)
         self._floors = {name: st.seq for name, st in states.items()}
         self._checkpoint = min(self._floors.values(), default=0)
+        self._lanes = [(self._writer, self.con)] + [
+            (ThreadPoolExecutor(1, thread_name_prefix=f"projector-lane{i}"), self.con.cursor())
+            for i in range(1, max(1, self.config.lanes))]
 
     async def _stream_id(self) -> str:
         info = await self.nc.jetstream().stream_info(self.config.stream)
         return f"{self.config.stream}@{info.created.isoformat() if info.created else ''}"
 
     async def close(self) -> None:
+        lanes, self._lanes = self._lanes, []
+        for executor, cur in lanes[1:]:
+            await asyncio.get_running_loop().run_in_executor(executor, cur.close)
+            executor.shutdown(wait=True)
         if self.con is not None:
             con, self.con = self.con, None
             await self._in_writer(con.close)
@@ -218,7 +239,8 @@ class Projector:
                 backoff = min(backoff * 2, 5.0)
 
     async def _consume(self, until_seq: int | None) -> None:
-        feed = OrderedFeed(self.nats_url, self.nc, self.config.stream)
+        feed = OrderedFeed(self.nats_url, self.nc, self.config.stream,
+                           high_water=max(20_000, 2 * self.config.catchup_batch_max))
         self._feed = feed
         inflight: asyncio.Future[None] | None = None
         try:
@@ -249,7 +271,8 @@ class Projector:
     async def _take(self, feed: OrderedFeed) -> list[Item]:
         cfg = self.config
         backlog = max(0, feed.pending) + feed.buffered
-        limit = cfg.catchup_batch_max if backlog > cfg.batch_max else cfg.batch_max
+        self._catching_up = backlog > cfg.batch_max
+        limit = cfg.catchup_batch_max if self._catching_up else cfg.batch_max
         take = asyncio.ensure_future(feed.take(max(limit, cfg.batch_max)))
         wake = asyncio.ensure_future(self._wake.wait())
         try:
@@ -282,8 +305,11 @@ class Projector:
         present = {t.decode() for t in set(types)}
         first, last = seqs[0], seqs[-1]
         table = pa.Table.from_arrays(
-            [pa.array(seqs, pa.int64()), pa.array(types, pa.binary()).cast(pa.string()),
-             pa.array(payloads, pa.binary()).cast(pa.string())],
+            [pa.array(seqs, pa.int64(), memory_pool=_POOL),
+             pa.array(types, pa.binary(), memory_pool=_POOL).cast(pa.string(),
+                                                                   memory_pool=_POOL),
+             pa.array(payloads, pa.binary(), memory_pool=_POOL).cast(pa.string(),
+                                                                     memory_pool=_POOL)],
             names=["seq", "type", "payload"])
         batches: list[tuple[View, Batch | ViewBatch | None]] = []
         shared: dict[str, Any] = {}
@@ -300,7 +326,7 @@ class Projector:
                 if floor >= first:
                     where += f" AND seq > {floor}"
                 batches.append((view, Batch(f"(SELECT seq, type, payload FROM {_EVENTS} "
-                                            f"WHERE {where})", mine, floor=floor,
+                                            f"WHERE {where})", mine, floor=floor, first=first,
                                             whole=_EVENTS, shared=shared)))
             else:
                 vb = view.new_batch()
@@ -330,39 +356,76 @@ class Projector:
         return json.dumps(env).encode()
 
     async def _commit(self, prepared: Prepared, feed: OrderedFeed) -> None:
-        await self._in_writer(self._apply, prepared)
+        if self._catching_up != self._vacuum_off:
+            await self._in_writer(self._set_vacuum, not self._catching_up)
+        lanes: dict[int, list[tuple[View, Batch | ViewBatch | None]]] = {}
+        for view, batch in prepared.batches:
+            lanes.setdefault(view.lane % len(self._lanes), []).append((view, batch))
+        loop = asyncio.get_running_loop()
+        results = await asyncio.gather(*(
+            loop.run_in_executor(self._lanes[i][0], self._apply, self._lanes[i][1], share,
+                                 prepared)
+            for i, share in lanes.items()), return_exceptions=True)
         last = prepared.last_seq
-        for view, _ in prepared.batches:
-            self._floors[view.name] = max(self._floors.get(view.name, 0), last)
-        self.applied += prepared.count
+        for share, result in zip(lanes.values(), results, strict=True):
+            if not isinstance(result, BaseException):  # that lane's transaction committed
+                for view, _ in share:
+                    self._floors[view.name] = max(self._floors.get(view.name, 0), last)
         self._checkpoint = min(self._floors.values(), default=last)
         assert self._cond is not None
         async with self._cond:
             self._cond.notify_all()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        if self._wal.exists() and self._wal.stat().st_size >= self.config.wal_checkpoint_mb << 20:
+            await self._in_writer(self._fold_wal)
+        self.applied += prepared.count
         if self.progress is not None:
             self.progress(self._checkpoint, prepared.count, max(0, feed.pending))
 
-    def _apply(self, prepared: Prepared, replace: bool = False) -> None:
-        """One transaction: every view's rows and their checkpoints (writer thread)."""
-        con = self.con
-        assert con is not None
+    def _set_vacuum(self, on: bool) -> None:
+        """Checkpoints merge row groups thinned by deletions ("vacuum"): each such merge
+        reads the row groups into memory (200 MB at 1M events). Off while catching up
+        (the memory bound of a rebuild), back to DuckDB's default once live, where
+        checkpoints then reclaim deleted rows (writer thread)."""
+        assert self.con is not None
+        self.con.execute("RESET GLOBAL max_vacuum_tasks" if on
+                         else "SET GLOBAL max_vacuum_tasks = 0")
+        self._vacuum_off = not on
+
+    def _fold_wal(self) -> None:
+        """CHECKPOINT between batches (writer thread); skipped while a query's transaction
+        is open (the next batch tries again)."""
+        assert self.con is not None
+        try:
+            self.con.execute("CHECKPOINT")
+        except duckdb.TransactionException as exc:
+            log.debug("checkpoint deferred: %s", exc)
+
+    @staticmethod
+    def _apply(con: duckdb.DuckDBPyConnection,
+               share: list[tuple[View, Batch | ViewBatch | None]], prepared: Prepared,
+               replace: bool = False) -> None:
+        """One transaction on ``con``: the rows of the views in ``share`` and their
+        checkpoints (a lane's writer thread). A key conflict re-applies with replace."""
         con.register(_EVENTS, prepared.table)
         try:
             con.begin()
             try:
-                for view, batch in prepared.batches:
+                for view, batch in share:
                     if isinstance(batch, Batch):
                         assert isinstance(view, SqlView)
                         view.apply(con, batch, replace=replace)
                     elif batch is not None:
                         batch.flush(con, replace=replace)
-                state.advance(con, [v.name for v, _ in prepared.batches], prepared.last_seq)
+                state.advance(con, [v.name for v, _ in share], prepared.last_seq)
                 con.commit()
             except duckdb.ConstraintException:
                 con.rollback()
                 if replace:
                     raise
-                self._apply(prepared, replace=True)
+                Projector._apply(con, share, prepared, replace=True)
             except BaseException:
                 con.rollback()
                 raise

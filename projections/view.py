@@ -68,6 +68,10 @@ class View(ABC):
     tables: ClassVar[tuple[Table, ...]]
     handles: ClassVar[frozenset[str]]
     """Event types (``Event.type``) this view reads; all others never reach it."""
+    lane: ClassVar[int] = 0
+    """The projector's writer lane (modulo its ``lanes``): views of different lanes are
+    applied in parallel, each lane in its own transaction. Give a heavy view a lane of
+    its own."""
 
     def new_batch(self) -> ViewBatch:
         """An empty batch (Python-folding views)."""

@@ -42,21 +42,33 @@ F = Fields(
     status="$.data.status", agent_name="$.data.agent_name", model="$.data.model",
     provider="$.data.provider", finish_reason="$.data.finish_reason", error="$.data.error",
     prompt_message_id="$.data.prompt_message_id", at="$.occurred_at",
+    content="$.data.content",
     **{k: f"$.data.usage.{k}" for k in TOKEN_KINDS},
 )
+"""One parse of the payload gives every field; ``content`` is the parts' JSON text (for an
+array, ``json_extract_string`` returns its JSON)."""
 _AT = F.cast("at", "TIMESTAMPTZ")
-TEXT = "coalesce(array_to_string(json_extract_string(payload, '$.data.content[*].text'), ''), '')"
-HAS_TOOL_PARTS = ("coalesce(list_has_any(json_extract_string(payload, '$.data.content[*].type'),"
-                  " ['tool_call', 'tool_result']), false)")
-_SAVED = ", ".join([
+_PARTS = f"""json_transform({F['content']}, '[{{"type": "VARCHAR", "text": "VARCHAR"}}]')"""
+"""The content parts' type and text (a second parse, of the content only)."""
+TEXT = "coalesce(array_to_string(list_transform(parts, lambda p: p.text), ''), '')"
+HAS_TOOL_PARTS = ("coalesce(list_has_any(list_transform(parts, lambda p: p.type), "
+                  "['tool_call', 'tool_result']), false)")
+
+
+def _events(src: str, where: str) -> str:
+    """The events of ``src`` matching ``where`` with their fields ``f`` and ``parts``."""
+    return (f"(SELECT seq, type, f, {_PARTS} AS parts FROM "
+            f"(SELECT seq, type, {F.extract()} FROM {src} WHERE {where}))")
+
+
+_SAVED = ", ".join(f"{expr} AS \"{col}\"" for expr, col in zip([
     F["message_id"], F["thread_id"], F["user_id"], F.cast("order", "INTEGER"),
     f"coalesce({F.cast('step_order', 'INTEGER')}, 0)", F["role"],
-    f"coalesce({F['status']}, 'success')", TEXT,
-    "coalesce(json_extract(payload, '$.data.content'), '[]')",
+    f"coalesce({F['status']}, 'success')", TEXT, f"coalesce({F['content']}, '[]')",
     f"{F['role']} = 'tool' OR {HAS_TOOL_PARTS}", F["agent_name"], F["model"], F["provider"],
     *(F.cast(k, "BIGINT") for k in TOKEN_KINDS), F["finish_reason"], F["error"],
     F["prompt_message_id"], _AT, _AT, "seq",
-])
+], MESSAGES.columns, strict=True))
 
 
 def _latest(name: str, expr: str | None = None, when: str | None = None) -> str:
@@ -64,19 +76,37 @@ def _latest(name: str, expr: str | None = None, when: str | None = None) -> str:
     return f"arg_max({expr}, seq) FILTER (WHERE {when or expr + ' IS NOT NULL'}) AS {name}"
 
 
+_HAS_CONTENT = "type = 'message_finalized' AND len(parts) > 0"
 _PATCH = ", ".join([
     f"{F['message_id']} AS message_id", f"arg_max({F['status']}, seq) AS status",
-    _latest("error"), _latest("text", "text", "has_content"),
-    _latest("content", "content", "has_content"), _latest("is_tool", "is_tool", "has_content"),
+    _latest("error"), _latest("text", TEXT, _HAS_CONTENT),
+    _latest("content", F["content"], _HAS_CONTENT),
+    _latest("is_tool", HAS_TOOL_PARTS, _HAS_CONTENT),
     _latest("model"), _latest("provider"), _latest("finish_reason"),
     *(_latest(k, F.cast(k, "BIGINT")) for k in TOKEN_KINDS),
     f"arg_max({_AT}, seq) AS updated_at", "max(seq) AS last_seq",
 ])
+_PATCHED = ("error", "text", "content", "model", "provider", "finish_reason", *TOKEN_KINDS)
+"""Columns a status change or finalization sets when it carries them (else unchanged)."""
+_PATCHES = "_message_patches"
+"""A temporary table of the batch's patches, one row per message (dropped at the end)."""
+
+
+def _patched(row: str) -> dict[str, str]:
+    """The columns of ``row`` (a stored or just-saved message) after the patch ``p``: the
+    one fold used both for rows saved earlier (UPDATE) and rows saved in the same batch
+    (INSERT), so a message's row does not depend on where batches were cut."""
+    out = {c: f"coalesce(p.{c}, {row}.{c})" for c in _PATCHED}
+    out["status"] = "p.status"
+    out["is_tool"] = f"{row}.role = 'tool' OR coalesce(p.is_tool, {row}.is_tool)"
+    out["updated_at"] = "p.updated_at"
+    return out
 
 
 class MessagesView(SqlView):
     name: ClassVar[str] = "messages"
     version: ClassVar[int] = 1
+    lane: ClassVar[int] = 1
     tables: ClassVar[tuple[Table, ...]] = (MESSAGES,)
     handles: ClassVar[frozenset[str]] = frozenset(
         {"message_saved", "message_status_changed", "message_finalized", "thread_deleted"})
@@ -86,36 +116,42 @@ class MessagesView(SqlView):
         deleted = batch.deleted_threads(con)
         delete_threads(con, "messages", deleted)
         src, params = batch.after_deletions(deleted)
-        if batch.has("message_saved"):
-            dedupe = (f"QUALIFY row_number() OVER (PARTITION BY {F['message_id']} "
-                      f"ORDER BY seq DESC) = 1" if replace else "")
-            con.execute(f"""{MESSAGES.insert_verb(replace)}
-                SELECT {_SAVED}
-                FROM (SELECT seq, payload, {F.extract()} FROM {src}
-                      WHERE type = 'message_saved')
-                WHERE {F['message_id']} IS NOT NULL {dedupe}
-            """, params)
-        if batch.has("message_status_changed", "message_finalized"):
-            tokens = ", ".join(f"{k} = coalesce(p.{k}, messages.{k})" for k in TOKEN_KINDS)
-            con.execute(f"""UPDATE messages SET
-                    status = p.status,
-                    error = coalesce(p.error, messages.error),
-                    text = coalesce(p.text, messages.text),
-                    content = coalesce(p.content, messages.content),
-                    is_tool = messages.role = 'tool' OR coalesce(p.is_tool, messages.is_tool),
-                    model = coalesce(p.model, messages.model),
-                    provider = coalesce(p.provider, messages.provider),
-                    finish_reason = coalesce(p.finish_reason, messages.finish_reason),
-                    {tokens}, updated_at = p.updated_at
-                FROM (SELECT {_PATCH}
-                      FROM (SELECT seq, {F.extract()}, {TEXT} AS text,
-                                   json_extract(payload, '$.data.content') AS content,
-                                   {HAS_TOOL_PARTS} AS is_tool,
-                                   type = 'message_finalized' AND
-                                   json_array_length(payload, '$.data.content') > 0
-                                       AS has_content
-                            FROM {src}
-                            WHERE type IN ('message_status_changed', 'message_finalized'))
-                      GROUP BY 1) p
-                WHERE messages.message_id = p.message_id AND p.last_seq > messages.seq
-            """, params)
+        patched = batch.has("message_status_changed", "message_finalized")
+        if patched:
+            con.execute(f"""CREATE OR REPLACE TEMP TABLE {_PATCHES} AS
+                SELECT {_PATCH} FROM {_events(src, "type IN ('message_status_changed', "
+                                                   "'message_finalized')")}
+                GROUP BY 1""", params)
+        try:
+            if batch.has("message_saved"):
+                self._insert(con, src, params, patched, replace)
+            if patched:
+                # Rows saved in this batch were folded above (their seq is not below its
+                # first); rows saved earlier get the patch here.
+                sets = ", ".join(f'"{c}" = {e}' for c, e in _patched("messages").items())
+                con.execute(f"""UPDATE messages SET {sets}
+                    FROM {_PATCHES} p
+                    WHERE messages.message_id = p.message_id AND p.last_seq > messages.seq
+                      AND messages.seq < {int(batch.first)}""")
+        finally:
+            if patched:
+                con.execute(f"DROP TABLE IF EXISTS {_PATCHES}")
+
+    @staticmethod
+    def _insert(con: duckdb.DuckDBPyConnection, src: str, params: list[object],
+                patched: bool, replace: bool) -> None:
+        dedupe = (f"QUALIFY row_number() OVER (PARTITION BY {F['message_id']} "
+                  f"ORDER BY seq DESC) = 1" if replace else "")
+        events = _events(src, "type = 'message_saved'")
+        saved = (f"(SELECT {_SAVED} FROM {events} "
+                 f"WHERE {F['message_id']} IS NOT NULL {dedupe})")
+        if not patched:
+            con.execute(f"{MESSAGES.insert_verb(replace)} SELECT * FROM {saved}", params)
+            return
+        fold = _patched("s")
+        cols = ", ".join(f'CASE WHEN p.message_id IS NULL THEN s."{c}" ELSE {fold[c]} END'
+                         if c in fold else f's."{c}"' for c in MESSAGES.columns)
+        con.execute(f"""{MESSAGES.insert_verb(replace)}
+            SELECT {cols} FROM {saved} s
+            LEFT JOIN {_PATCHES} p ON p.message_id = s.message_id AND p.last_seq > s.seq
+        """, params)
