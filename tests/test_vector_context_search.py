@@ -15,7 +15,7 @@ from conftest import RuntimeFactory
 from events import Aggregate, MessageEmbedded, ThreadlogError, new_id
 from handlers.agents.definition import Agent, ContextOptions
 from handlers.llm.call_settings import CallSettings
-from handlers.llm.scripted import Reply, scripted
+from handlers.llm.scripted import Reply, hash_embedding, scripted
 from threadlog.parts import serve_parts
 from threadlog.runtime import Runtime
 
@@ -115,6 +115,21 @@ async def test_a_resent_generation_embeds_nothing_twice(rt: Runtime) -> None:
     assert sum(isinstance(e, MessageEmbedded) for e in events) == 2
     usage = [e.event for e in await rt.store.read(Aggregate("usage", "u4"))]
     assert [u.kind for u in usage].count("embedding") == 2
+
+
+async def test_saved_messages_may_carry_their_embedding(rt: Runtime) -> None:
+    c = rt.client("u6")
+    tid = (await c.create_thread()).value["thread_id"]
+    text = "we meet at 9 pm"
+    await c.save_message(tid, "user", text, embedding={
+        "model": EMBEDDER, "vector": hash_embedding(text, 4096)})
+    await c.save_message(tid, "user", "unrelated chatter")
+    scripted.script(rt.parts["model"], [Reply.text("9 pm")])
+    await c.generate_text("hybrid", tid, "is it 9 pm?")
+    assert text in sent(rt)
+    with pytest.raises(ThreadlogError) as ei:
+        await c.save_message(tid, "user", "x", embedding={"model": EMBEDDER, "vector": []})
+    assert ei.value.code == "invalid_input"
 
 
 def test_vector_search_without_an_embedding_model_is_refused_at_construction() -> None:
