@@ -267,14 +267,19 @@ def _vector_hits(cur: duckdb.DuckDBPyConnection, q: MessagesSearch, where: list[
     same model with other dimensions, are never compared; if the model's vectors all have
     other dimensions, the query vector is invalid input."""
     vector = list(q.vector or [])
+    # narrow the rows to compare before computing any similarity (the join with messages
+    # then checks ownership, status and order)
+    scope, scope_params = "user_id = ?", [q.user_id]
+    if q.thread_id is not None and not q.all_threads:
+        scope, scope_params = scope + " AND thread_id = ?", [*scope_params, q.thread_id]
     threshold = "" if q.vector_score_threshold is None else "AND e.sim >= ?"
     cur.execute(f"""SELECT m.message_id, e.sim FROM (
             SELECT message_id, list_cosine_similarity(vector, ?::FLOAT[]) AS sim
-            FROM message_embeddings WHERE model = ? AND dimensions = ?) e
+            FROM message_embeddings WHERE model = ? AND dimensions = ? AND {scope}) e
         JOIN messages m ON m.message_id = e.message_id
         WHERE {' AND '.join(where)} AND NOT isnan(e.sim) {threshold}
         ORDER BY e.sim DESC, m.seq DESC LIMIT {q.limit}""",
-                [vector, q.model, len(vector), *params,
+                [vector, q.model, len(vector), *scope_params, *params,
                  *([] if q.vector_score_threshold is None else [q.vector_score_threshold])])
     hits = [(str(mid), float(sim)) for mid, sim in cur.fetchall()]
     if not hits:
