@@ -15,6 +15,7 @@ from typing import Any
 from events import (
     Aggregate,
     EventStore,
+    MessageEmbedded,
     MessageFinalized,
     MessageSaved,
     MessageStatusChanged,
@@ -84,7 +85,8 @@ class ThreadState:
     approvals: dict[str, PendingApproval] = field(default_factory=dict)
     """Tool calls awaiting (or just given) a human decision, by tool call id."""
     commands: OrderedDict[str, list[Event]] = field(default_factory=OrderedDict)
-    """Events of the most recent commands (by command id), to answer a re-sent command."""
+    """Events of the most recent commands (by command id), to answer a re-sent command
+    (``message_embedded`` left out: its vector is large and no reply needs it)."""
 
     @property
     def aggregate(self) -> Aggregate:
@@ -93,7 +95,9 @@ class ThreadState:
     def apply(self, event: Event, seq: int | None = None, command_id: str | None = None) -> None:
         """Fold one event (pure). ``seq`` (if given) becomes the version."""
         if command_id is not None:
-            self.commands.setdefault(command_id, []).append(event)
+            remembered = self.commands.setdefault(command_id, [])
+            if not isinstance(event, MessageEmbedded):  # vectors: large, never replayed
+                remembered.append(event)
             self.commands.move_to_end(command_id)
             while len(self.commands) > MAX_REMEMBERED_COMMANDS:
                 self.commands.popitem(last=False)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 from conftest import RuntimeFactory
 
-from events import Aggregate, MessageEmbedded, ThreadlogError, new_id
+from events import Aggregate, MessageEmbedded, ThreadlogError, UsageRecorded, new_id
 from handlers.agents.definition import Agent, ContextOptions
 from handlers.llm.call_settings import CallSettings
 from handlers.llm.scripted import Reply, hash_embedding, scripted
@@ -104,10 +104,15 @@ async def test_embeddings_are_events_with_usage_and_go_with_the_thread(rt: Runti
 
 
 async def test_a_resent_generation_embeds_nothing_twice(rt: Runtime) -> None:
+    calls: list[UsageRecorded] = []
+    rt.handlers.generator.agents.add(Agent(
+        name="counted", model=f"scripted/{rt.parts['model']}", embedding_model=EMBEDDER,
+        usage_handler=calls.append, call_settings=CallSettings(max_retries=0),
+        context_options=ContextOptions(search_messages=2, vector_search=True)))
     c = rt.client("u4")
     tid = (await c.create_thread()).value["thread_id"]
     scripted.script(rt.parts["model"], [Reply.text("once")])
-    body = {"agent": "hybrid", "thread_id": tid, "prompt": "hello there"}
+    body = {"agent": "counted", "thread_id": tid, "prompt": "hello there"}
     first = await c.command("cmd.agent.generate", command_id="gen-1", **body)
     again = await c.command("cmd.agent.generate", command_id="gen-1", **body)
     assert again.value == first.value
@@ -115,6 +120,7 @@ async def test_a_resent_generation_embeds_nothing_twice(rt: Runtime) -> None:
     assert sum(isinstance(e, MessageEmbedded) for e in events) == 2
     usage = [e.event for e in await rt.store.read(Aggregate("usage", "u4"))]
     assert [u.kind for u in usage].count("embedding") == 2
+    assert [u.kind for u in calls] == ["embedding", "completion", "embedding"]  # no re-call
 
 
 async def test_saved_messages_may_carry_their_embedding(rt: Runtime) -> None:

@@ -13,8 +13,9 @@ Guarantees
   appended before the command; it is bounded by the context options, not the thread.
 - With the agent's ``embedding_model``, the prompt is embedded once, before its append,
   and its ``message_embedded`` event goes in the prompt's atomic append (a re-sent command
-  reuses the stored vector); the final text's goes in the final step's append. The call
-  ids derive from the command id, so usage is recorded once per call. An embedding
+  whose prompt is saved does not embed it again unless it must search); the final text's
+  goes in the final step's append. The call ids derive from the command id, so usage is
+  recorded once per call. An embedding
   failure is logged and leaves the message without a vector (vector search then finds
   nothing for it); it never fails the generation.
 - Context search (text, vector, fused) asks the projector with ``min_seq`` = the thread's
@@ -207,7 +208,8 @@ class Generator:
         if agent.storage == "none":
             return await self._generate_unsaved(cmd, agent, tool_list, handler, on_text,
                                                 validate_object)
-        prompt_vector = await self._embed_prompt(cmd, agent, handler)
+        saved = cmd.command_id + "-p" in (await self.runner.states.get(cmd.thread_id)).commands
+        prompt_vector = None if saved else await self._embed_prompt(cmd, agent, handler)
         decision, seq = await self.runner.apply(
             cmd.thread_id, cmd.command_id + "-p", cmd.user_id,
             self._decide_prompt(cmd, agent, prompt_vector), self._replay_prompt(cmd),
@@ -219,6 +221,8 @@ class Generator:
         r = decision.result
         res = GenerationResult(cmd.thread_id, r["prompt_message_id"], r["message_id"],
                                r["order"], "", seq=seq, usage_handler=handler)
+        if saved and agent.context_options.vector_search:  # re-sent, not finished before
+            prompt_vector = await self._embed_prompt(cmd, agent, handler)
         state = await self.runner.states.get(cmd.thread_id)
         found = await self._search(cmd, agent, state.version, r["order"], prompt_vector)
         messages = build_context(state, agent, r["order"], r["step_order"], found)
@@ -263,15 +267,12 @@ class Generator:
     # -- embeddings ---------------------------------------------------------------------
     async def _embed_prompt(self, cmd: Generate, agent: Agent, handler: UsageHandler | None
                             ) -> list[float] | None:
-        """The prompt's embedding, saved with the prompt and used as the query vector.
-        Computed once: a re-sent command whose prompt is already saved reuses the stored
-        vector (no second call)."""
+        """The prompt's embedding, saved with the prompt and used as the query vector
+        (and by the canvas context): one call. A re-sent command whose prompt is already
+        saved does not embed before the append; it embeds again (same call id: usage
+        recorded once) only if its generation had not finished and needs the vector."""
         if not agent.embedding_model or not cmd.prompt:
             return None
-        state = await self.runner.states.get(cmd.thread_id)
-        for ev in state.commands.get(cmd.command_id + "-p", []):
-            if isinstance(ev, MessageEmbedded):
-                return list(ev.vector)
         return await self._embed(cmd, agent, "prompt", cmd.prompt, handler)
 
     async def _embed(self, cmd: Generate, agent: Agent, tag: str, text: str,
