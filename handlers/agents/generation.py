@@ -15,9 +15,8 @@ Guarantees
   and its ``message_embedded`` event goes in the prompt's atomic append (a re-sent command
   whose prompt is saved does not embed it again unless it must search); the final text's
   goes in the final step's append. The call ids derive from the command id, so usage is
-  recorded once per call. An embedding
-  failure is logged and leaves the message without a vector (vector search then finds
-  nothing for it); it never fails the generation.
+  recorded once per call. An embedding failure is logged and leaves the message without
+  a vector (vector search then finds nothing for it); it never fails the generation.
 - Context search (text, vector, fused) asks the projector with ``min_seq`` = the thread's
   version after the prompt append: it sees the prompt's embedding and every earlier turn.
 """
@@ -221,7 +220,8 @@ class Generator:
         r = decision.result
         res = GenerationResult(cmd.thread_id, r["prompt_message_id"], r["message_id"],
                                r["order"], "", seq=seq, usage_handler=handler)
-        if saved and agent.context_options.vector_search:  # re-sent, not finished before
+        if saved and agent.context_options.vector_search and \
+                agent.context_options.search_messages > 0:  # re-sent, unfinished before
             prompt_vector = await self._embed_prompt(cmd, agent, handler)
         state = await self.runner.states.get(cmd.thread_id)
         found = await self._search(cmd, agent, state.version, r["order"], prompt_vector)
