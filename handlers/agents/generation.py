@@ -2,17 +2,19 @@
 
 Guarantees
 - The prompt (unless given by id) and a ``pending`` assistant message are saved before
-  the model is called; each step is saved when it ends (same ``order``, increasing
+  the model is called, in two single appends (the second expects the version the first
+  left; a re-sent command after a crash between them appends only the pending message,
+  never a second prompt); each step is saved when it ends (same ``order``, increasing
   ``step_order``); the final step finalizes the pending message.
 - Any failure or abort after the pending message exists finalizes it as ``failed`` with
   the error: no message is left pending by a generation that has ended.
 - Every model call appends one ``usage_recorded`` event on ``usage.<user_id>`` whose id
   derives from the call id: retries and re-appends never double count.
-- The context is read from the thread state right after the prompt append (which the
+- The context is read from the thread state right after the prompt appends (which the
   store checked against the thread's latest version), so it includes every event
   appended before the command; it is bounded by the context options, not the thread.
 - With the agent's ``embedding_model``, the prompt is embedded once, before its append,
-  and its ``message_embedded`` event goes in the prompt's atomic append (a re-sent command
+  and its ``message_embedded`` event goes in the prompt's (atomic) append (a re-sent command
   whose prompt is saved does not embed it again unless it must search); the final text's
   goes in the final step's append. The call ids derive from the command id, so usage is
   recorded once per call. An embedding failure is logged and leaves the message without
@@ -140,38 +142,64 @@ class Generator:
         self._pending: set[asyncio.Future[None]] = set()
 
     # -- the prompt -------------------------------------------------------------------
+    # Two single appends, not one atomic batch (a batch makes the server fsync): the
+    # prompt (command id ``<id>-u``), then the pending message (``<id>-p``) at the version
+    # the first one left. A crash between them leaves the prompt without its pending
+    # message; the re-sent command replays the prompt (``-u`` is among the thread's
+    # commands) and appends only the pending message. A command saved before this split
+    # has prompt and pending under ``-p``: ``generate`` skips the prompt step for it.
     def _decide_prompt(self, cmd: Generate, agent: Agent, prompt_vector: list[float] | None
                        ) -> Callable[[ThreadState], Decision]:
         def decide(state: ThreadState) -> Decision:
             require_owned(state, cmd.user_id)
-            events: list[Event] = []
-            if cmd.prompt_message_id is not None:
-                info = state.messages.get(cmd.prompt_message_id)
-                if info is None:
-                    raise ThreadlogError(f"prompt message {cmd.prompt_message_id!r} not found",
-                                         code="not_found",
-                                         details={"message_id": cmd.prompt_message_id})
-                prompt_id, order = cmd.prompt_message_id, info.order
-            else:
-                prompt_id = derived_id("prompt", cmd.command_id)
-                order = state.last_order + 1
-                events.append(MessageSaved(
-                    message_id=prompt_id, thread_id=state.thread_id, order=order,
-                    role="user", content=[TextPart(text=cmd.prompt or "")]))
-                events += _embedded(agent, prompt_id, state.thread_id, prompt_vector)
-            step = state.max_step.get(order, 0) + 1
-            pending_id = derived_id("reply", cmd.command_id, "0")
-            events.append(MessageSaved(
-                message_id=pending_id, thread_id=state.thread_id, order=order,
-                step_order=step, role="assistant", content=[], status="pending",
-                agent_name=agent.name, model=agent.model, prompt_message_id=prompt_id))
-            return Decision(events, {"prompt_message_id": prompt_id, "message_id": pending_id,
-                                     "order": order, "step_order": step})
+            prompt_id = derived_id("prompt", cmd.command_id)
+            order = state.last_order + 1
+            events: list[Event] = [MessageSaved(
+                message_id=prompt_id, thread_id=state.thread_id, order=order,
+                role="user", content=[TextPart(text=cmd.prompt or "")])]
+            events += _embedded(agent, prompt_id, state.thread_id, prompt_vector)
+            return Decision(events, {"prompt_message_id": prompt_id, "order": order})
 
         return decide
 
     @staticmethod
     def _replay_prompt(cmd: Generate) -> Callable[[ThreadState], Decision]:
+        def replay(state: ThreadState) -> Decision:
+            prompt = next(e for e in state.commands[cmd.command_id + "-u"]
+                          if isinstance(e, MessageSaved))
+            return Decision([], {"prompt_message_id": prompt.message_id,
+                                 "order": prompt.order})
+
+        return replay
+
+    def _decide_pending(self, cmd: Generate, agent: Agent, prompt: dict[str, Any] | None
+                        ) -> Callable[[ThreadState], Decision]:
+        """The pending assistant message after the prompt (``prompt``: the prompt step's
+        result; ``None`` when the prompt is given by id)."""
+        def decide(state: ThreadState) -> Decision:
+            require_owned(state, cmd.user_id)
+            if prompt is not None:
+                prompt_id, order = prompt["prompt_message_id"], prompt["order"]
+            else:
+                prompt_id = cmd.prompt_message_id or ""
+                info = state.messages.get(prompt_id)
+                if info is None:
+                    raise ThreadlogError(f"prompt message {prompt_id!r} not found",
+                                         code="not_found", details={"message_id": prompt_id})
+                order = info.order
+            step = state.max_step.get(order, 0) + 1
+            pending_id = derived_id("reply", cmd.command_id, "0")
+            return Decision([MessageSaved(
+                message_id=pending_id, thread_id=state.thread_id, order=order,
+                step_order=step, role="assistant", content=[], status="pending",
+                agent_name=agent.name, model=agent.model, prompt_message_id=prompt_id)],
+                {"prompt_message_id": prompt_id, "message_id": pending_id, "order": order,
+                 "step_order": step})
+
+        return decide
+
+    @staticmethod
+    def _replay_pending(cmd: Generate) -> Callable[[ThreadState], Decision]:
         def replay(state: ThreadState) -> Decision:
             evs = [e for e in state.commands.get(cmd.command_id + "-p", [])
                    if isinstance(e, MessageSaved)]
@@ -181,6 +209,30 @@ class Generator:
                                  "step_order": pending.step_order})
 
         return replay
+
+    async def _save_prompt(self, cmd: Generate, agent: Agent, handler: UsageHandler | None
+                           ) -> tuple[Decision, int, bool, list[float] | None]:
+        """Append the prompt (unless given by id) and the pending message; each step is
+        skipped (replayed) when the thread already holds it. Returns the pending step's
+        decision, the thread's version after it, whether the prompt was saved before this
+        call (a re-sent command) and the prompt's embedding if it was computed."""
+        commands = (await self.runner.states.get(cmd.thread_id)).commands
+        done = cmd.command_id + "-p" in commands
+        saved = done or cmd.command_id + "-u" in commands
+        prompt: dict[str, Any] | None = None
+        vector = None
+        if cmd.prompt_message_id is None and not done:
+            vector = None if saved else await self._embed_prompt(cmd, agent, handler)
+            decision, _ = await self.runner.apply(
+                cmd.thread_id, cmd.command_id + "-u", cmd.user_id,
+                self._decide_prompt(cmd, agent, vector), self._replay_prompt(cmd),
+                correlation_id=cmd.command_id)
+            prompt = decision.result
+        decision, seq = await self.runner.apply(
+            cmd.thread_id, cmd.command_id + "-p", cmd.user_id,
+            self._decide_pending(cmd, agent, prompt), self._replay_pending(cmd),
+            correlation_id=cmd.command_id)
+        return decision, seq, saved, vector
 
     # -- the run ----------------------------------------------------------------------
     async def generate(self, cmd: Generate, *, on_text: DeltaSink | None = None,
@@ -207,12 +259,7 @@ class Generator:
         if agent.storage == "none":
             return await self._generate_unsaved(cmd, agent, tool_list, handler, on_text,
                                                 validate_object)
-        saved = cmd.command_id + "-p" in (await self.runner.states.get(cmd.thread_id)).commands
-        prompt_vector = None if saved else await self._embed_prompt(cmd, agent, handler)
-        decision, seq = await self.runner.apply(
-            cmd.thread_id, cmd.command_id + "-p", cmd.user_id,
-            self._decide_prompt(cmd, agent, prompt_vector), self._replay_prompt(cmd),
-            correlation_id=cmd.command_id)
+        decision, seq, saved, prompt_vector = await self._save_prompt(cmd, agent, handler)
         if already_done is not None:
             stored = await already_done
             if stored is not None:
