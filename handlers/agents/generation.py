@@ -54,6 +54,7 @@ from events import (
     derived_id,
 )
 from events.catalogue import Event
+from events.envelope import EventEnvelope
 from events.thread_events import MAX_EMBEDDING_DIMENSIONS
 from handlers.agents.commands import Generate
 from handlers.agents.context import build_context
@@ -139,6 +140,8 @@ class Generator:
         """The CanvasService, for reference snippets of canvas edits in the context."""
         self.check_budget: BudgetCheck | None = None
         """Called before anything is appended or the model called; raises to refuse."""
+        self.append_usage: Callable[[str, EventEnvelope], Awaitable[Any]] | None = None
+        """Appends a usage event of a user (the budget's ledger, which folds it)."""
         self._pending: set[asyncio.Future[None]] = set()
 
     # -- the prompt -------------------------------------------------------------------
@@ -602,7 +605,10 @@ class Generator:
         env = self.store.envelopes(agg, [ev], user_id=cmd.user_id, command_id=None,
                                    correlation_id=cmd.command_id)[0]
         env = env.model_copy(update={"event_id": derived_id("usage", ev.call_id)})
-        await self.store.append(agg, [env])
+        if self.append_usage is not None:
+            await self.append_usage(cmd.user_id, env)
+        else:
+            await self.store.append(agg, [env])
         if handler is not None:
             out = handler(ev)
             if inspect.isawaitable(out):
