@@ -55,6 +55,9 @@ class RecentMessage:
     role: str
     status: str
     content: list[ContentPart]
+    chat: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+    """Its chat messages, cached by the context builder (``handlers.agents.context``);
+    reset whenever ``content`` changes."""
 
 
 @dataclass
@@ -145,7 +148,7 @@ class ThreadState:
             if rec is not None:
                 rec.status = event.status
                 if isinstance(event, MessageFinalized) and event.content:
-                    rec.content = list(event.content)
+                    rec.content, rec.chat = list(event.content), None
         if seq is not None:
             self.version = seq
 
