@@ -29,6 +29,7 @@ from events.ids import SafeId, check_token, derived_id, new_id
 from events.store import AppendResult, EventStore, Expected
 from events.stream_setup import EventStreamSpec, ensure_event_stream
 from events.thread_events import (
+    MessageEmbedded,
     MessageFinalized,
     MessageSaved,
     MessageStatusChanged,
@@ -46,7 +47,7 @@ from events.usage_events import UsageRecorded
 __all__ = [
     "CATALOGUE", "Aggregate", "AppendResult", "Catalogue", "ConcurrencyError", "ContentPart",
     "Event", "EventEnvelope", "EventStore", "EventStreamSpec", "Expected", "Forbidden",
-    "InvalidId", "InvalidTransition", "MessageFinalized", "MessageSaved",
+    "InvalidId", "InvalidTransition", "MessageEmbedded", "MessageFinalized", "MessageSaved",
     "MessageStatusChanged", "NotFound", "PayloadTooLarge", "RecordedEvent", "SafeId",
     "TextPart", "ThreadCreated", "ThreadDeleted", "ThreadMetadataUpdated", "ThreadlogError",
     "Timeout", "ToolApprovalDecided", "ToolApprovalRequested", "ToolCallCompleted",

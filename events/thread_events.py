@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, FiniteFloat, model_validator
 
 from events.catalogue import Event, register
 from events.content import ContentPart, MessageStatus, Role, Usage
@@ -85,6 +85,31 @@ class MessageFinalized(Event):
     error: str | None = None
     model: str | None = None
     provider: str | None = None
+
+
+MAX_EMBEDDING_DIMENSIONS = 8_192
+"""Longest vector a message embedding (or a vector search) may have."""
+
+
+@register
+class MessageEmbedded(Event):
+    """The embedding of a message's text by ``model`` (for vector search). On the thread's
+    subject, so deleting the thread purges it with the message. A later embedding of the
+    same message replaces the earlier one."""
+
+    type: Literal["message_embedded"] = "message_embedded"
+    message_id: SafeId
+    thread_id: SafeId
+    model: str = Field(min_length=1, max_length=200)
+    dimensions: int = Field(ge=1, le=MAX_EMBEDDING_DIMENSIONS)
+    vector: list[FiniteFloat] = Field(min_length=1, max_length=MAX_EMBEDDING_DIMENSIONS)
+
+    @model_validator(mode="after")
+    def _dimensions_match(self) -> MessageEmbedded:
+        if len(self.vector) != self.dimensions:
+            raise ValueError(f"vector has {len(self.vector)} values, dimensions is "
+                             f"{self.dimensions}")
+        return self
 
 
 @register

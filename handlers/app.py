@@ -78,6 +78,7 @@ async def build_handlers(broker: NatsBroker, store: EventStore,
     generator = make_generator(runner, store.nc, agents or AgentRegistry())
     generator.canvas = canvas
     generator.check_budget = billing.guard.check_budget
+    generator.append_usage = billing.ledger.append_usage
     register_agent_commands(broker, generator)
     return Handlers(store, states, runner, generator, billing, canvas)
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator
 
 from events import ContentPart, SafeId, TextPart
 from events.content import MessageStatus, Role
+from events.thread_events import MAX_EMBEDDING_DIMENSIONS
 
 MAX_TEXT = 200_000
 MAX_MESSAGES = 100
@@ -49,6 +50,16 @@ class DeleteUserData(Command):
     """Delete every thread (and its messages) of ``user_id``. Usage records stay."""
 
 
+class Embedding(BaseModel):
+    """A precomputed embedding of a message's text (Convex's ``embeddings`` of
+    ``saveMessages``): found by vector searches with the same ``model``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(min_length=1, max_length=200, description="the embedding model")
+    vector: list[FiniteFloat] = Field(min_length=1, max_length=MAX_EMBEDDING_DIMENSIONS)
+
+
 class NewMessage(BaseModel):
     """A message to save. ``content`` may be a plain string (one text part)."""
 
@@ -64,6 +75,8 @@ class NewMessage(BaseModel):
     model: str | None = Field(None, max_length=200)
     provider: str | None = Field(None, max_length=200)
     error: str | None = Field(None, max_length=10_000)
+    embedding: Embedding | None = Field(None, description="saved as message_embedded "
+                                        "with the message (for vector search)")
 
     @field_validator("content", mode="before")
     @classmethod

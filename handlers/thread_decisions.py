@@ -12,6 +12,7 @@ from typing import Any
 
 from events import (
     Forbidden,
+    MessageEmbedded,
     MessageSaved,
     NotFound,
     ThreadCreated,
@@ -103,6 +104,10 @@ def save_messages(state: ThreadState, cmd: SaveMessages) -> Decision:
             role=m.role, content=m.content, status=m.status, agent_name=m.agent_name,
             model=m.model, provider=m.provider, error=m.error,
             prompt_message_id=m.prompt_message_id))
+        if m.embedding is not None:
+            events.append(MessageEmbedded(
+                message_id=mid, thread_id=state.thread_id, model=m.embedding.model,
+                dimensions=len(m.embedding.vector), vector=m.embedding.vector))
         out.append({"message_id": mid, "order": order, "step_order": step})
     return Decision(events, {"thread_id": state.thread_id, "messages": out})
 

@@ -15,6 +15,7 @@ from typing import Any
 from events import (
     Aggregate,
     EventStore,
+    MessageEmbedded,
     MessageFinalized,
     MessageSaved,
     MessageStatusChanged,
@@ -54,6 +55,9 @@ class RecentMessage:
     role: str
     status: str
     content: list[ContentPart]
+    chat: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+    """Its chat messages, cached by the context builder (``handlers.agents.context``);
+    reset whenever ``content`` changes."""
 
 
 @dataclass
@@ -84,7 +88,8 @@ class ThreadState:
     approvals: dict[str, PendingApproval] = field(default_factory=dict)
     """Tool calls awaiting (or just given) a human decision, by tool call id."""
     commands: OrderedDict[str, list[Event]] = field(default_factory=OrderedDict)
-    """Events of the most recent commands (by command id), to answer a re-sent command."""
+    """Events of the most recent commands (by command id), to answer a re-sent command
+    (``message_embedded`` left out: its vector is large and no reply needs it)."""
 
     @property
     def aggregate(self) -> Aggregate:
@@ -93,7 +98,9 @@ class ThreadState:
     def apply(self, event: Event, seq: int | None = None, command_id: str | None = None) -> None:
         """Fold one event (pure). ``seq`` (if given) becomes the version."""
         if command_id is not None:
-            self.commands.setdefault(command_id, []).append(event)
+            remembered = self.commands.setdefault(command_id, [])
+            if not isinstance(event, MessageEmbedded):  # vectors: large, never replayed
+                remembered.append(event)
             self.commands.move_to_end(command_id)
             while len(self.commands) > MAX_REMEMBERED_COMMANDS:
                 self.commands.popitem(last=False)
@@ -141,7 +148,7 @@ class ThreadState:
             if rec is not None:
                 rec.status = event.status
                 if isinstance(event, MessageFinalized) and event.content:
-                    rec.content = list(event.content)
+                    rec.content, rec.chat = list(event.content), None
         if seq is not None:
             self.version = seq
 

@@ -73,4 +73,5 @@ async def test_embedding_calls_for_canvas_search_record_usage(rt: Runtime) -> No
     scripted.script(rt.parts["model"], [Reply.text("ok")])
     await c.generate_text("searcher", tid, "make it bold again", canvas_selection=["header"])
     kinds = [e.event.kind for e in await rt.store.read(Aggregate("usage", "u1"))]
-    assert kinds.count("completion") == 1 and kinds.count("embedding") == 2
+    # the edits' summaries, the prompt (shared by canvas and message search), the reply
+    assert kinds.count("completion") == 1 and kinds.count("embedding") == 3

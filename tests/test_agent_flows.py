@@ -124,6 +124,41 @@ async def test_resent_generate_command_does_not_call_the_model_twice(rt: Runtime
     assert len(await rt.store.read(Aggregate("usage", "u1"))) == 1
 
 
+async def test_crash_between_prompt_and_pending_append_resumes_without_a_second_prompt(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The prompt and the pending message are two appends: a process dying between them
+    leaves the prompt alone; the re-sent command appends the pending message only."""
+    scripted.script(rt.parts["model"], [Reply.text("answer after the crash")])
+    c = rt.client("u1")
+    tid = (await c.create_thread()).value["thread_id"]
+    store = rt.store
+    real_append = store.append
+
+    async def dies_before_pending(agg: Aggregate, events: Any, *args: Any, **kw: Any) -> Any:
+        if kw.get("command_id") == "gen-crash-p":
+            raise RuntimeError("process died")
+        return await real_append(agg, events, *args, **kw)
+
+    monkeypatch.setattr(store, "append", dies_before_pending)
+    with pytest.raises(ThreadlogError):
+        await c.generate_text("clerk", tid, "the question", command_id="gen-crash")
+    saved = [e.event for e in await events_of(rt, tid) if e.type == "message_saved"]
+    assert [m.role for m in saved] == ["user"]
+    monkeypatch.setattr(store, "append", real_append)
+    rt.handlers.states.forget(tid)  # a new process: the state is read from the log
+    res = (await c.generate_text("clerk", tid, "the question", command_id="gen-crash")).value
+    assert res["text"] == "answer after the crash" and res["status"] == "success"
+    evs = await events_of(rt, tid)
+    saved = [e.event for e in evs if e.type == "message_saved"]
+    assert [(m.role, m.order, m.step_order, m.status) for m in saved] == [
+        ("user", 0, 0, "success"), ("assistant", 0, 1, "pending")]
+    assert saved[1].prompt_message_id == res["prompt_message_id"] == saved[0].message_id
+    final = [e.event for e in evs if e.type == "message_finalized"]
+    assert [(f.message_id, f.status) for f in final] == [(res["message_id"], "success")]
+    assert len(scripted.requests(rt.parts["model"])) == 1
+    assert len(await rt.store.read(Aggregate("usage", "u1"))) == 1
+
+
 async def test_abort_marks_the_streaming_message_failed_and_keeps_partial_usage(
         rt: Runtime) -> None:
     scripted.script(rt.parts["model"], [Reply.hanging(after_text="partial answer so far ")])

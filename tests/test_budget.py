@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from conftest import RuntimeFactory
 
-from events import Aggregate, ThreadlogError, Usage, UsageRecorded, new_id
+from events import Aggregate, EventStore, ThreadlogError, Usage, UsageRecorded, new_id
+from events.envelope import EventEnvelope
+from events.invoice_events import period_of
 from handlers.agents.definition import Agent
 from handlers.billing import subjects
+from handlers.billing.spend_ledger import SpendLedger, utc_now
 from handlers.llm.call_settings import NO_BACKOFF, CallSettings
 from handlers.llm.scripted import Reply, scripted
 from handlers.llm.usage_and_cost import ModelPrice
@@ -111,3 +115,36 @@ async def test_bad_query_and_negative_limit_are_invalid_input(rt: Runtime) -> No
     with pytest.raises(ThreadlogError) as ei:
         await c.query(subjects.BUDGET_STATUS, period="January")
     assert ei.value.code == "invalid_input"
+
+
+async def test_the_ledger_folds_its_own_usage_append_only_when_nothing_came_between(
+        store: EventStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    ledger = SpendLedger(store)
+    agg = Aggregate("usage", "u9")
+
+    def usage(cost: float) -> EventEnvelope:
+        ev = UsageRecorded(call_id=new_id(), user_id="u9", model="m", usage=Usage(), cost=cost)
+        return store.envelopes(agg, [ev])[0]
+
+    reads = 0
+    real_read = store.read
+
+    async def counted_read(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await real_read(*args, **kwargs)
+
+    assert (await ledger.user("u9")).after_seq == 0
+    first = await ledger.append_usage("u9", usage(0.25))
+    fold = await ledger.user("u9")  # already folded: the read finds nothing new
+    assert (fold.after_seq, fold.spent_usd(period_of(utc_now()))) == (first.last_seq, 0.25)
+    monkeypatch.setattr(store, "read", counted_read)
+    await store.append(agg, [usage(0.5)])  # another writer comes first...
+    third_env = usage(1.0)
+    third = await ledger.append_usage("u9", third_env)  # ...so this one is not folded
+    assert not third.duplicate and ledger._users["u9"].after_seq == first.last_seq
+    again = await ledger.append_usage("u9", third_env)  # a re-append is a duplicate
+    assert again.duplicate and again.last_seq == third.last_seq
+    status = await ledger.status("u9")
+    assert status.spent_usd == 1.75 and reads == 1  # each event counted once
+    assert ledger._users["u9"].after_seq == third.last_seq

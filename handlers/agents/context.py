@@ -8,14 +8,20 @@ by the options, not by the thread's length.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import TypeAdapter
 
-from events.content import ContentPart
+from events.content import ContentPart, ToolCallPart, ToolResultPart
 from handlers.agents.definition import Agent
-from handlers.llm.messages import ContextMessage, remove_orphaned_tool_calls, to_chat_messages
-from handlers.thread_state import ThreadState
+from handlers.llm.messages import (
+    ContextMessage,
+    message_to_chat,
+    remove_orphaned_tool_calls,
+    to_chat_messages,
+)
+from handlers.thread_state import RecentMessage, ThreadState
 
 
 def build_context(state: ThreadState, agent: Agent, order: int, step_order: int,
@@ -40,13 +46,38 @@ def build_context(state: ThreadState, agent: Agent, order: int, step_order: int,
                               message_id=r["message_id"])
                for r in found or [] if r["message_id"] not in recent_ids
                and (r["order"], r["step_order"]) < (order, step_order)]
-    context = remove_orphaned_tool_calls(earlier + [
-        ContextMessage(role=m.role, content=m.content, message_id=m.message_id)  # type: ignore[arg-type]
-        for m in picked])
-    messages = to_chat_messages(context, system=agent.instructions)
+    entries: list[ContextMessage | RecentMessage] = [*earlier, *picked]
+    # Orphaned tool calls and results can only be in messages with tool parts: those are
+    # fixed and converted each time; the others convert once (cached on the state).
+    with_tools = {id(e) for e in entries if _has_tool_parts(e.content)}
+    fixed = {m.message_id: m for m in remove_orphaned_tool_calls(
+        [_context_message(e) for e in entries if id(e) in with_tools])}
+    messages = to_chat_messages([], system=agent.instructions)
+    for e in entries:
+        if id(e) in with_tools:
+            kept = fixed.get(e.message_id)
+            if kept is not None:
+                messages += message_to_chat(kept.role, kept.content)
+        elif isinstance(e, RecentMessage):
+            if e.chat is None:
+                e.chat = message_to_chat(e.role, e.content)
+            messages += [dict(m) for m in e.chat]  # callers may change their copy
+        else:
+            messages += message_to_chat(e.role, e.content)
     if agent.context_handler is not None:
         messages = agent.context_handler(messages)
     return messages
+
+
+def _has_tool_parts(content: Sequence[ContentPart]) -> bool:
+    return any(isinstance(p, ToolCallPart | ToolResultPart) for p in content)
+
+
+def _context_message(e: ContextMessage | RecentMessage) -> ContextMessage:
+    if isinstance(e, ContextMessage):
+        return e
+    return ContextMessage(role=e.role, content=e.content,  # type: ignore[arg-type]
+                          message_id=e.message_id)
 
 
 _PARTS: TypeAdapter[list[ContentPart]] = TypeAdapter(list[ContentPart])

@@ -26,8 +26,18 @@ class ContextOptions:
     recent_messages: int = 100
     exclude_tool_messages: bool = False
     search_messages: int = 0
-    """Text-search hits of the prompt over earlier messages to add (0: off). Needs the
-    projector (``query.messages.search``); skipped with a warning when none answers."""
+    """Search hits of the prompt over earlier messages to add (0: off), each widened by
+    ``message_range``. Needs the projector (``query.messages.search``); skipped with a
+    warning when none answers."""
+    text_search: bool = True
+    """Rank earlier messages by the prompt's words (with ``search_messages`` > 0)."""
+    vector_search: bool = False
+    """Rank earlier messages by the cosine similarity of their embeddings with the
+    prompt's (with ``search_messages`` > 0), merged with the text hits by reciprocal rank
+    fusion. Needs the agent's ``embedding_model`` (an Agent without one is refused at
+    construction); only messages embedded by that model are compared."""
+    vector_score_threshold: float | None = None
+    """Minimum cosine similarity of a vector hit (None: any)."""
     search_other_threads: bool = False
     """Search all of the user's threads, not only this one."""
     message_range: tuple[int, int] = (2, 1)
@@ -49,12 +59,20 @@ class Agent:
     provider_options: dict[str, Any] = field(default_factory=dict)
     fallback_models: tuple[str, ...] = ()
     embedding_model: str | None = None
+    """litellm embedding model. With it, each saved generation embeds its prompt and its
+    final text (``message_embedded`` events, usage of kind ``embedding``) so later vector
+    searches find them; canvas context adds vector matches of edits."""
     context_options: ContextOptions = field(default_factory=ContextOptions)
     storage: StorageMode = "prompt_and_output"
     usage_handler: UsageHandler | None = None
     raw_response_handler: RawResponseHandler | None = None
     context_handler: ContextHandler | None = None
     custom_context: Any = None
+
+    def __post_init__(self) -> None:
+        if self.context_options.vector_search and not self.embedding_model:
+            raise ValueError(f"agent {self.name!r}: context_options.vector_search needs an "
+                             f"embedding_model")
 
 
 class AgentRegistry:

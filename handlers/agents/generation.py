@@ -2,15 +2,25 @@
 
 Guarantees
 - The prompt (unless given by id) and a ``pending`` assistant message are saved before
-  the model is called; each step is saved when it ends (same ``order``, increasing
+  the model is called, in two single appends (the second expects the version the first
+  left; a re-sent command after a crash between them appends only the pending message,
+  never a second prompt); each step is saved when it ends (same ``order``, increasing
   ``step_order``); the final step finalizes the pending message.
 - Any failure or abort after the pending message exists finalizes it as ``failed`` with
   the error: no message is left pending by a generation that has ended.
 - Every model call appends one ``usage_recorded`` event on ``usage.<user_id>`` whose id
   derives from the call id: retries and re-appends never double count.
-- The context is read from the thread state right after the prompt append (which the
+- The context is read from the thread state right after the prompt appends (which the
   store checked against the thread's latest version), so it includes every event
   appended before the command; it is bounded by the context options, not the thread.
+- With the agent's ``embedding_model``, the prompt is embedded once, before its append,
+  and its ``message_embedded`` event goes in the prompt's (atomic) append (a re-sent command
+  whose prompt is saved does not embed it again unless it must search); the final text's
+  goes in the final step's append. The call ids derive from the command id, so usage is
+  recorded once per call. An embedding failure is logged and leaves the message without
+  a vector (vector search then finds nothing for it); it never fails the generation.
+- Context search (text, vector, fused) asks the projector with ``min_seq`` = the thread's
+  version after the prompt append: it sees the prompt's embedding and every earlier turn.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import contextlib
 import inspect
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,6 +38,7 @@ from typing import Any, Protocol
 from events import (
     Aggregate,
     EventStore,
+    MessageEmbedded,
     MessageFinalized,
     MessageSaved,
     TextPart,
@@ -42,6 +54,8 @@ from events import (
     derived_id,
 )
 from events.catalogue import Event
+from events.envelope import EventEnvelope
+from events.thread_events import MAX_EMBEDDING_DIMENSIONS
 from handlers.agents.commands import Generate
 from handlers.agents.context import build_context
 from handlers.agents.definition import Agent, AgentRegistry, UsageHandler
@@ -126,39 +140,69 @@ class Generator:
         """The CanvasService, for reference snippets of canvas edits in the context."""
         self.check_budget: BudgetCheck | None = None
         """Called before anything is appended or the model called; raises to refuse."""
+        self.append_usage: Callable[[str, EventEnvelope], Awaitable[Any]] | None = None
+        """Appends a usage event of a user (the budget's ledger, which folds it)."""
         self._pending: set[asyncio.Future[None]] = set()
 
     # -- the prompt -------------------------------------------------------------------
-    def _decide_prompt(self, cmd: Generate, agent: Agent) -> Callable[[ThreadState], Decision]:
+    # Two single appends, not one atomic batch (a batch makes the server fsync): the
+    # prompt (command id ``<id>-u``), then the pending message (``<id>-p``) at the version
+    # the first one left. A crash between them leaves the prompt without its pending
+    # message; the re-sent command replays the prompt (``-u`` is among the thread's
+    # commands) and appends only the pending message. A command saved before this split
+    # has prompt and pending under ``-p``: ``generate`` skips the prompt step for it.
+    def _decide_prompt(self, cmd: Generate, agent: Agent, prompt_vector: list[float] | None
+                       ) -> Callable[[ThreadState], Decision]:
         def decide(state: ThreadState) -> Decision:
             require_owned(state, cmd.user_id)
-            events: list[Event] = []
-            if cmd.prompt_message_id is not None:
-                info = state.messages.get(cmd.prompt_message_id)
-                if info is None:
-                    raise ThreadlogError(f"prompt message {cmd.prompt_message_id!r} not found",
-                                         code="not_found",
-                                         details={"message_id": cmd.prompt_message_id})
-                prompt_id, order = cmd.prompt_message_id, info.order
-            else:
-                prompt_id = derived_id("prompt", cmd.command_id)
-                order = state.last_order + 1
-                events.append(MessageSaved(
-                    message_id=prompt_id, thread_id=state.thread_id, order=order,
-                    role="user", content=[TextPart(text=cmd.prompt or "")]))
-            step = state.max_step.get(order, 0) + 1
-            pending_id = derived_id("reply", cmd.command_id, "0")
-            events.append(MessageSaved(
-                message_id=pending_id, thread_id=state.thread_id, order=order,
-                step_order=step, role="assistant", content=[], status="pending",
-                agent_name=agent.name, model=agent.model, prompt_message_id=prompt_id))
-            return Decision(events, {"prompt_message_id": prompt_id, "message_id": pending_id,
-                                     "order": order, "step_order": step})
+            prompt_id = derived_id("prompt", cmd.command_id)
+            order = state.last_order + 1
+            events: list[Event] = [MessageSaved(
+                message_id=prompt_id, thread_id=state.thread_id, order=order,
+                role="user", content=[TextPart(text=cmd.prompt or "")])]
+            events += _embedded(agent, prompt_id, state.thread_id, prompt_vector)
+            return Decision(events, {"prompt_message_id": prompt_id, "order": order})
 
         return decide
 
     @staticmethod
     def _replay_prompt(cmd: Generate) -> Callable[[ThreadState], Decision]:
+        def replay(state: ThreadState) -> Decision:
+            prompt = next(e for e in state.commands[cmd.command_id + "-u"]
+                          if isinstance(e, MessageSaved))
+            return Decision([], {"prompt_message_id": prompt.message_id,
+                                 "order": prompt.order})
+
+        return replay
+
+    def _decide_pending(self, cmd: Generate, agent: Agent, prompt: dict[str, Any] | None
+                        ) -> Callable[[ThreadState], Decision]:
+        """The pending assistant message after the prompt (``prompt``: the prompt step's
+        result; ``None`` when the prompt is given by id)."""
+        def decide(state: ThreadState) -> Decision:
+            require_owned(state, cmd.user_id)
+            if prompt is not None:
+                prompt_id, order = prompt["prompt_message_id"], prompt["order"]
+            else:
+                prompt_id = cmd.prompt_message_id or ""
+                info = state.messages.get(prompt_id)
+                if info is None:
+                    raise ThreadlogError(f"prompt message {prompt_id!r} not found",
+                                         code="not_found", details={"message_id": prompt_id})
+                order = info.order
+            step = state.max_step.get(order, 0) + 1
+            pending_id = derived_id("reply", cmd.command_id, "0")
+            return Decision([MessageSaved(
+                message_id=pending_id, thread_id=state.thread_id, order=order,
+                step_order=step, role="assistant", content=[], status="pending",
+                agent_name=agent.name, model=agent.model, prompt_message_id=prompt_id)],
+                {"prompt_message_id": prompt_id, "message_id": pending_id, "order": order,
+                 "step_order": step})
+
+        return decide
+
+    @staticmethod
+    def _replay_pending(cmd: Generate) -> Callable[[ThreadState], Decision]:
         def replay(state: ThreadState) -> Decision:
             evs = [e for e in state.commands.get(cmd.command_id + "-p", [])
                    if isinstance(e, MessageSaved)]
@@ -168,6 +212,30 @@ class Generator:
                                  "step_order": pending.step_order})
 
         return replay
+
+    async def _save_prompt(self, cmd: Generate, agent: Agent, handler: UsageHandler | None
+                           ) -> tuple[Decision, int, bool, list[float] | None]:
+        """Append the prompt (unless given by id) and the pending message; each step is
+        skipped (replayed) when the thread already holds it. Returns the pending step's
+        decision, the thread's version after it, whether the prompt was saved before this
+        call (a re-sent command) and the prompt's embedding if it was computed."""
+        commands = (await self.runner.states.get(cmd.thread_id)).commands
+        done = cmd.command_id + "-p" in commands
+        saved = done or cmd.command_id + "-u" in commands
+        prompt: dict[str, Any] | None = None
+        vector = None
+        if cmd.prompt_message_id is None and not done:
+            vector = None if saved else await self._embed_prompt(cmd, agent, handler)
+            decision, _ = await self.runner.apply(
+                cmd.thread_id, cmd.command_id + "-u", cmd.user_id,
+                self._decide_prompt(cmd, agent, vector), self._replay_prompt(cmd),
+                correlation_id=cmd.command_id)
+            prompt = decision.result
+        decision, seq = await self.runner.apply(
+            cmd.thread_id, cmd.command_id + "-p", cmd.user_id,
+            self._decide_pending(cmd, agent, prompt), self._replay_pending(cmd),
+            correlation_id=cmd.command_id)
+        return decision, seq, saved, vector
 
     # -- the run ----------------------------------------------------------------------
     async def generate(self, cmd: Generate, *, on_text: DeltaSink | None = None,
@@ -194,10 +262,7 @@ class Generator:
         if agent.storage == "none":
             return await self._generate_unsaved(cmd, agent, tool_list, handler, on_text,
                                                 validate_object)
-        decision, seq = await self.runner.apply(
-            cmd.thread_id, cmd.command_id + "-p", cmd.user_id,
-            self._decide_prompt(cmd, agent), self._replay_prompt(cmd),
-            correlation_id=cmd.command_id)
+        decision, seq, saved, prompt_vector = await self._save_prompt(cmd, agent, handler)
         if already_done is not None:
             stored = await already_done
             if stored is not None:
@@ -205,26 +270,41 @@ class Generator:
         r = decision.result
         res = GenerationResult(cmd.thread_id, r["prompt_message_id"], r["message_id"],
                                r["order"], "", seq=seq, usage_handler=handler)
+        if saved and agent.context_options.vector_search and \
+                agent.context_options.search_messages > 0:  # re-sent, unfinished before
+            prompt_vector = await self._embed_prompt(cmd, agent, handler)
         state = await self.runner.states.get(cmd.thread_id)
-        found = await self._search(cmd, agent, state.version, r["order"])
+        found = await self._search(cmd, agent, state.version, r["order"], prompt_vector)
         messages = build_context(state, agent, r["order"], r["step_order"], found)
-        messages = await self._with_canvas_context(cmd, agent, tool_list, messages, handler)
+        messages = await self._with_canvas_context(cmd, agent, tool_list, messages, handler,
+                                                   prompt_vector)
         return await self.run_loop(cmd, agent, res, messages, r["step_order"], on_text=on_text,
                                    tools=tool_list, validate_object=validate_object)
 
-    async def _search(self, cmd: Generate, agent: Agent, version: int, order: int
-                      ) -> list[dict[str, Any]]:
-        """Messages matching the prompt by text (``ContextOptions.search_messages``)."""
+    async def _search(self, cmd: Generate, agent: Agent, version: int, order: int,
+                      prompt_vector: list[float] | None = None) -> list[dict[str, Any]]:
+        """Earlier messages matching the prompt (``ContextOptions.search_messages``): by
+        text, and by the prompt's embedding (``vector_search``), fused by the projector
+        with reciprocal rank fusion. ``min_seq=version``: the search sees every event
+        appended up to the prompt (read your writes)."""
         opts = agent.context_options
         if opts.search_messages <= 0 or not cmd.prompt:
+            return []
+        vector = prompt_vector if opts.vector_search else None
+        if not opts.text_search and vector is None:
             return []
         from handlers.client import Client
 
         before, after = opts.message_range
         body: dict[str, Any] = {
-            "text": cmd.prompt[:2_000], "limit": opts.search_messages, "before": before,
-            "after": after, "thread_id": cmd.thread_id, "max_order": order,
+            "limit": opts.search_messages, "before": before, "after": after,
+            "thread_id": cmd.thread_id, "max_order": order,
             "all_threads": opts.search_other_threads, "exclude_tool_messages": True}
+        if opts.text_search:
+            body["text"] = cmd.prompt[:2_000]
+        if vector is not None:
+            body |= {"vector": vector, "model": agent.embedding_model,
+                     "vector_score_threshold": opts.vector_score_threshold}
         try:
             res = await Client(self.store.nc, user_id=cmd.user_id).query(
                 "query.messages.search", min_seq=version, **body)
@@ -234,9 +314,53 @@ class Generator:
         items: list[dict[str, Any]] = res.value["items"]
         return items
 
+    # -- embeddings ---------------------------------------------------------------------
+    async def _embed_prompt(self, cmd: Generate, agent: Agent, handler: UsageHandler | None
+                            ) -> list[float] | None:
+        """The prompt's embedding, saved with the prompt and used as the query vector
+        (and by the canvas context): one call. A re-sent command whose prompt is already
+        saved does not embed before the append; it embeds again (same call id: usage
+        recorded once) only if its generation had not finished and needs the vector."""
+        if not agent.embedding_model or not cmd.prompt:
+            return None
+        return await self._embed(cmd, agent, "prompt", cmd.prompt, handler)
+
+    async def _embed(self, cmd: Generate, agent: Agent, tag: str, text: str,
+                     handler: UsageHandler | None) -> list[float] | None:
+        """One embedding call (usage recorded, call id derived from the command: a retry
+        records it once). A failure is logged and gives ``None``: the message is saved
+        without a vector and the search is text only; the generation goes on."""
+        from handlers.llm.embeddings import embed_texts
+
+        if not agent.embedding_model or not text.strip():
+            return None
+        try:
+            result = await embed_texts(agent.embedding_model, [text],
+                                       call_id=derived_id("embed", cmd.command_id, tag))
+        except Exception as exc:
+            log.warning("embedding with %s failed, message not embedded: %s",
+                        agent.embedding_model, exc)
+            return None
+        await self._record_embedding(cmd, agent, result, handler)
+        vector = [float(v) for v in result.vectors[0]] if result.vectors else []
+        if not 0 < len(vector) <= MAX_EMBEDDING_DIMENSIONS or not any(vector) \
+                or not all(map(math.isfinite, vector)):
+            log.warning("embedding with %s gave no usable vector (%d values), message not "
+                        "embedded", agent.embedding_model, len(vector))
+            return None
+        return vector
+
+    async def _record_embedding(self, cmd: Generate, agent: Agent, result: Any,
+                                handler: UsageHandler | None) -> None:
+        await self._record_usage_event(cmd, agent, UsageRecorded(
+            call_id=result.call_id, user_id=cmd.user_id, thread_id=cmd.thread_id,
+            agent_name=agent.name, model=result.model, provider=result.provider,
+            usage=result.usage, cost=result.cost, kind="embedding"), handler)
+
     async def _with_canvas_context(self, cmd: Generate, agent: Agent, tools: list[Any],
                                    messages: list[dict[str, Any]],
-                                   handler: UsageHandler | None = None
+                                   handler: UsageHandler | None = None,
+                                   prompt_vector: list[float] | None = None
                                    ) -> list[dict[str, Any]]:
         """Insert reference snippets of the thread's canvas edits after the instructions."""
         wanted = (agent.context_options.canvas is not None or bool(cmd.canvas_selection)
@@ -246,15 +370,12 @@ class Generator:
         from handlers.canvas.context import canvas_context_messages
 
         async def record_embedding(result: Any) -> None:
-            await self._record_usage_event(cmd, agent, UsageRecorded(
-                call_id=result.call_id, user_id=cmd.user_id, thread_id=cmd.thread_id,
-                agent_name=agent.name, model=result.model, provider=result.provider,
-                usage=result.usage, cost=result.cost, kind="embedding"), handler)
+            await self._record_embedding(cmd, agent, result, handler)
 
         extra = await canvas_context_messages(
             self.canvas, cmd.thread_id, cmd.user_id, cmd.prompt or "", cmd.canvas_selection,
             agent.context_options.canvas, embedding_model=agent.embedding_model,
-            on_embedding=record_embedding)
+            on_embedding=record_embedding, prompt_vector=prompt_vector)
         if not extra:
             return messages
         head = 1 if messages and messages[0].get("role") == "system" else 0
@@ -354,8 +475,12 @@ class Generator:
                                      f"That output was invalid: {exc.message}. Reply with "
                                      "only a JSON object matching the schema."}]
                         continue
-                res.seq = await self._finalize(cmd, res, result.content_parts(), "success",
-                                               finish_reason=result.finish_reason, result=result)
+                vector = (await self._embed(cmd, agent, res.message_id or "", result.text,
+                                            res.usage_handler) if res.persist else None)
+                res.seq = await self._finalize(
+                    cmd, res, result.content_parts(), "success",
+                    finish_reason=result.finish_reason, result=result,
+                    extra=_embedded(agent, res.message_id or "", cmd.thread_id, vector))
                 await usage_recorded
                 return
             step = await self._tool_step(cmd, agent, res, result, step, by_name, messages)
@@ -454,13 +579,14 @@ class Generator:
     async def _finalize(self, cmd: Generate, res: GenerationResult, content: list[Any],
                         status: str, *, error: str | None = None,
                         finish_reason: str | None = None,
-                        result: ModelResult | None = None) -> int:
+                        result: ModelResult | None = None,
+                        extra: list[Event] | None = None) -> int:
         ev = MessageFinalized(
             message_id=res.message_id or "", thread_id=cmd.thread_id, status=status,
             content=content, usage=result.usage if result else None,
             finish_reason=finish_reason, error=error,
             model=result.model if result else None, provider=result.provider if result else None)
-        _, seq = await self._append(cmd, "final", [ev], res.persist)
+        _, seq = await self._append(cmd, "final", [ev, *(extra or [])], res.persist)
         return seq
 
     async def _record_usage(self, cmd: Generate, agent: Agent, result: ModelResult,
@@ -479,8 +605,21 @@ class Generator:
         env = self.store.envelopes(agg, [ev], user_id=cmd.user_id, command_id=None,
                                    correlation_id=cmd.command_id)[0]
         env = env.model_copy(update={"event_id": derived_id("usage", ev.call_id)})
-        await self.store.append(agg, [env])
+        if self.append_usage is not None:
+            await self.append_usage(cmd.user_id, env)
+        else:
+            await self.store.append(agg, [env])
         if handler is not None:
             out = handler(ev)
             if inspect.isawaitable(out):
                 await out
+
+
+def _embedded(agent: Agent, message_id: str, thread_id: str, vector: list[float] | None
+              ) -> list[Event]:
+    """The ``message_embedded`` event of ``vector`` (none without a vector)."""
+    if vector is None or not agent.embedding_model:
+        return []
+    return [MessageEmbedded(message_id=message_id, thread_id=thread_id,
+                            model=agent.embedding_model, dimensions=len(vector),
+                            vector=vector)]

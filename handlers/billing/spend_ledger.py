@@ -9,6 +9,12 @@ Guarantees: ``status`` reflects every usage event appended before the call (the 
 reads the aggregate's version from the stream leader). A usage event's period is the UTC
 month of its ``at`` if set, else of its envelope's ``occurred_at`` (as in the usage view).
 
+Usage appended through :meth:`SpendLedger.append_usage` expects the fold's version of the
+aggregate: when the store accepts it, nothing else was appended in between, so the event is
+folded at once and the next check reads only the version (one round trip, not two). When
+the append is refused (another writer came first), it is appended without the check and
+read back like any other event.
+
 Failure modes: NATS errors propagate (``unavailable``). At most ``max_users`` users are
 cached (least recently used dropped; they are re-read on demand).
 """
@@ -22,8 +28,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from events import Aggregate, EventStore, RecordedEvent, UsageRecorded
+from events import Aggregate, ConcurrencyError, EventStore, RecordedEvent, UsageRecorded
+from events.envelope import EventEnvelope
 from events.invoice_events import SpendLimitSet, period_of
+from events.store import AppendResult
 
 NANO = 1_000_000_000
 
@@ -98,6 +106,7 @@ class SpendLedger:
         self.max_users = max_users
         self._users: OrderedDict[str, UserSpend] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._appending: set[str] = set()
 
     async def user(self, user_id: str) -> UserSpend:
         """The user's fold, caught up with the log."""
@@ -112,6 +121,30 @@ class SpendLedger:
                 evicted, _ = self._users.popitem(last=False)
                 self._locks.pop(evicted, None)
         return spend
+
+    async def append_usage(self, user_id: str, env: EventEnvelope) -> AppendResult:
+        """Append ``env`` (a usage event) to ``usage.<user_id>``; fold it into the cached
+        fold when the append proves that it directly follows the fold's last event (see
+        the module docstring). One such append per user at a time; others meanwhile append
+        without the check (no conflicts between our own appends)."""
+        agg = Aggregate("usage", user_id)
+        spend = self._users.get(user_id)
+        if spend is None or user_id in self._appending:
+            return await self.store.append(agg, [env])
+        expected = spend.after_seq
+        self._appending.add(user_id)
+        try:
+            res = await self.store.append(agg, [env], expected=expected or "no_stream")
+        except ConcurrencyError:
+            return await self.store.append(agg, [env])
+        finally:
+            self._appending.discard(user_id)
+        if not res.duplicate:
+            async with self._locks.setdefault(user_id, asyncio.Lock()):
+                # A read that ran meanwhile may have folded it already: then after_seq moved.
+                if self._users.get(user_id) is spend and spend.after_seq == expected:
+                    spend.apply(RecordedEvent(res.last_seq, agg.subject(env.type), env))
+        return res
 
     def limit_of(self, spend: UserSpend) -> float | None:
         return spend.limit_usd if spend.limit_set else self.default_limit_usd

@@ -153,12 +153,15 @@ async def canvas_context_messages(service: Any, thread_id: str, user_id: str,
                                   prompt_text: str = "", selection: Sequence[str] = (),
                                   options: SnippetOptions | None = None,
                                   embedding_model: str | None = None,
-                                  on_embedding: OnEmbedding | None = None
+                                  on_embedding: OnEmbedding | None = None,
+                                  prompt_vector: list[float] | None = None
                                   ) -> list[dict[str, Any]]:
     """One system message per canvas of the thread (none if it has no canvas).
 
     ``service`` is the ``CanvasService``. With ``embedding_model`` the recent edits and the
-    prompt are embedded (``handlers.llm.embeddings``) and vector matches are added."""
+    prompt are embedded (``handlers.llm.embeddings``) and vector matches are added;
+    ``prompt_vector``, the prompt's embedding by that model if already computed, saves
+    the prompt's call."""
     from handlers.llm.embeddings import embed_texts
 
     opts = options or SnippetOptions()
@@ -168,10 +171,12 @@ async def canvas_context_messages(service: Any, thread_id: str, user_id: str,
         qvec = None
         if embedding_model and prompt_text and opts.vector_matches > 0:
             await embed_missing(state, embedding_model, opts.vector_window, on_embedding)
-            query = await embed_texts(embedding_model, [prompt_text])
-            if on_embedding is not None:
-                await on_embedding(query)
-            qvec = unit(query.vectors[0])
+            if prompt_vector is None:
+                query = await embed_texts(embedding_model, [prompt_text])
+                if on_embedding is not None:
+                    await on_embedding(query)
+                prompt_vector = query.vectors[0]
+            qvec = unit(prompt_vector)
         snippets = reference_snippets(state, prompt_text, selection, opts, qvec)
         messages.append(format_reference_message(state, snippets, opts))
     return messages

@@ -3,7 +3,8 @@
 Importing litellm costs ~2.5 s, so modules of this package import it only through
 ``load_litellm()`` at call time. The first call sets ``LITELLM_LOCAL_MODEL_COST_MAP=True``
 (litellm would otherwise fetch its price map from the network), silences litellm's
-"Provider List" banners, and registers the ``scripted/`` provider.
+"Provider List" banners, registers the ``scripted/`` provider, and lets threadlog's calls
+skip litellm's success logging when no litellm callback is configured (``litellm_tuning``).
 """
 
 from __future__ import annotations
@@ -26,5 +27,8 @@ def load_litellm() -> Any:
         from handlers.llm.scripted.provider import register_scripted_provider
 
         register_scripted_provider(litellm)
+        from handlers.llm.litellm_tuning import install
+
+        install(litellm)
         _litellm = litellm
     return _litellm

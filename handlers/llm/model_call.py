@@ -17,6 +17,7 @@ from events.ids import new_id
 from handlers.llm.attempts import AttemptPlan
 from handlers.llm.call_settings import DEFAULT_SETTINGS, CallSettings
 from handlers.llm.litellm_loader import load_litellm
+from handlers.llm.litellm_tuning import lean_call
 from handlers.llm.model_request import (
     RawResponseHandler,
     ToolsArg,
@@ -89,7 +90,8 @@ async def call_model(
                                 provider_options=provider_options)
         try:
             async with asyncio.timeout(settings.timeout):
-                response = await litellm.acompletion(**request)
+                with lean_call(request, wants_metadata=raw_response_handler is not None):
+                    response = await litellm.acompletion(**request)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator, model_validator
 
 from events.content import MessageStatus
 from events.ids import SafeId
+from events.thread_events import MAX_EMBEDDING_DIMENSIONS
+from projections.queries.fusion import RRF_K
 
 MAX_PAGE = 500
 
@@ -76,11 +78,24 @@ class StatusQuery(Query):
 
 
 class MessagesSearch(Query):
-    """Text search over successful messages: every word of ``text`` found (case
-    insensitive) scores one; hits widened by ``before``/``after`` messages of their
-    thread (by order)."""
+    """Text and/or vector search over successful messages, merged by reciprocal rank
+    fusion. Text: every word of ``text`` (3+ letters) found, case insensitive, scores one.
+    Vector: cosine similarity of ``vector`` with the messages embedded by ``model`` (the
+    same dimensions; ``vector_score_threshold`` drops weaker matches). Each search keeps
+    its best ``limit``; the fused best ``limit`` hits are widened by ``before``/``after``
+    messages of their thread (by order)."""
 
-    text: str = Field(min_length=1, max_length=2_000)
+    text: str | None = Field(None, min_length=1, max_length=2_000)
+    vector: list[FiniteFloat] | None = Field(
+        None, min_length=1, max_length=MAX_EMBEDDING_DIMENSIONS,
+        description="query embedding (e.g. of the prompt); needs model")
+    model: str | None = Field(None, min_length=1, max_length=200,
+                              description="the embedding model of vector: only messages "
+                              "embedded by it are compared")
+    vector_score_threshold: float | None = Field(
+        None, ge=-1, le=1, description="minimum cosine similarity of a vector hit")
+    rrf_k: int = Field(RRF_K, ge=1, le=10_000, description="reciprocal rank fusion "
+                       "constant: a hit at rank r of a search scores 1/(rrf_k + r)")
     thread_id: SafeId | None = Field(None, description="this thread (only, unless "
                                      "all_threads)")
     all_threads: bool = Field(False, description="search every thread of the user")
@@ -90,3 +105,14 @@ class MessagesSearch(Query):
     exclude_tool_messages: bool = True
     max_order: int | None = Field(None, description="in thread_id, only messages with "
                                   "order below this (the prompt's)")
+
+    @model_validator(mode="after")
+    def _check_search(self) -> MessagesSearch:
+        if self.text is None and self.vector is None:
+            raise ValueError("give text, vector (with model), or both")
+        if self.vector is not None:
+            if self.model is None:
+                raise ValueError("vector needs model (the embedding model that made it)")
+            if not any(self.vector):
+                raise ValueError("vector must not be all zeros (no direction to compare)")
+        return self

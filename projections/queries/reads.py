@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 
 from events.errors import Forbidden, NotFound, ValidationFailed
+from projections.queries.fusion import reciprocal_rank_fusion
 from projections.queries.models import (
     MessagesGet,
     MessagesList,
@@ -178,42 +179,125 @@ _WORD = re.compile(r"[\w']{3,}")
 
 
 def messages_search(cur: duckdb.DuckDBPyConnection, q: MessagesSearch) -> Row:
-    """Hits ranked by the number of the query's words they contain (3+ letters, case
-    insensitive), newest first among equals; each hit widened by its thread's neighbours
-    within ``before``/``after`` orders. ``items`` are the widened messages in thread
-    order; ``hits`` the ranked hit ids. Scans the user's (or the thread's) messages: a
-    DuckDB column scan, fine for thousands of messages per thread."""
+    """Text hits (ranked by the number of the query's words they contain, 3+ letters, case
+    insensitive) and vector hits (ranked by cosine similarity with ``q.vector`` among the
+    messages embedded by ``q.model``), each the best ``limit``, newest first among equals;
+    merged by reciprocal rank fusion (:mod:`projections.queries.fusion`, ``q.rrf_k``) into
+    the best ``limit``; each hit widened by its thread's neighbours within
+    ``before``/``after`` orders. ``items`` are the widened messages in thread order, each
+    with ``found_by`` (the searches that found it; empty for a neighbour); ``hits`` the
+    fused hit ids, best first; ``ranked`` the same with ``score``, ``found_by``,
+    ``text_rank``, ``vector_rank`` and ``similarity``. Both searches scan the user's (or
+    the thread's) rows: DuckDB column scans, fine for thousands of messages per thread
+    (no index: DuckDB's vss extension is not available here)."""
     if q.thread_id is not None:
         owned_thread(cur, q.user_id, q.thread_id)
     elif not q.all_threads:
         raise ValidationFailed("give thread_id, or all_threads=true",
                                details={"fields": ["thread_id", "all_threads"]})
-    words = sorted({w.lower() for w in _WORD.findall(q.text)})[:20]
-    if not words:
-        return {"items": [], "hits": []}
-    score = " + ".join("(contains(lower(text), ?))::INT" for _ in words)
-    where = ["user_id = ?", "status = 'success'", "text IS NOT NULL"]
-    params: list[Any] = [q.user_id]
-    if q.thread_id is not None and not q.all_threads:
-        where.append("thread_id = ?")
-        params.append(q.thread_id)
-    if q.exclude_tool_messages:
-        where.append("NOT is_tool")
-    if q.max_order is not None and q.thread_id is not None:
-        where.append('NOT (thread_id = ? AND "order" >= ?)')
-        params += [q.thread_id, q.max_order]
-    cur.execute(f'SELECT message_id, thread_id, "order", score FROM (SELECT message_id, '
-                f'thread_id, "order", seq, {score} AS score FROM messages '
-                f"WHERE {' AND '.join(where)}) WHERE score > 0 "
-                f"ORDER BY score DESC, seq DESC LIMIT {q.limit}", [*words, *params])
-    hits = cur.fetchall()
-    if not hits:
-        return {"items": [], "hits": []}
-    ranges = " OR ".join('(thread_id = ? AND "order" BETWEEN ? AND ?)' for _ in hits)
+    where, params = _search_scope(q)
+    rankings: dict[str, list[str]] = {}
+    similarity: dict[str, float] = {}
+    if q.text is not None:
+        rankings["text"] = _text_hits(cur, q, where, params)
+    if q.vector is not None:
+        vector_hits = _vector_hits(cur, q, where, params)
+        rankings["vector"] = [mid for mid, _ in vector_hits]
+        similarity = dict(vector_hits)
+    fused = reciprocal_rank_fusion(rankings, k=q.rrf_k, limit=q.limit)
+    if not fused:
+        return {"items": [], "hits": [], "ranked": []}
+    marks = ", ".join("?" * len(fused))
+    cur.execute(f'SELECT message_id, thread_id, "order" FROM messages '
+                f"WHERE message_id IN ({marks})", [f.id for f in fused])
+    where_is = {mid: (tid, order) for mid, tid, order in cur.fetchall()}
+    fused = [f for f in fused if f.id in where_is]  # a thread deleted meanwhile
+    if not fused:
+        return {"items": [], "hits": [], "ranked": []}
+    ranges = " OR ".join('(thread_id = ? AND "order" BETWEEN ? AND ?)' for _ in fused)
     rparams: list[Any] = []
-    for _, tid, order, _ in hits:
+    for f in fused:
+        tid, order = where_is[f.id]
         rparams += [tid, order - q.before, order + q.after]
     cur.execute(f"SELECT {_MESSAGE_COLS} FROM messages WHERE user_id = ? AND status = "
                 f"'success' AND ({ranges}) ORDER BY thread_id, \"order\", step_order, seq",
                 [q.user_id, *rparams])
-    return {"items": _records(cur), "hits": [h[0] for h in hits]}
+    found_by = {f.id: f.found_by for f in fused}
+    items = _records(cur)
+    for item in items:
+        item["found_by"] = found_by.get(item["message_id"], [])
+    ranked = [{"message_id": f.id, "thread_id": where_is[f.id][0],
+               "order": where_is[f.id][1], "score": f.score, "found_by": f.found_by,
+               "text_rank": f.ranks.get("text"), "vector_rank": f.ranks.get("vector"),
+               "similarity": similarity.get(f.id)} for f in fused]
+    return {"items": items, "hits": [f.id for f in fused], "ranked": ranked}
+
+
+def _search_scope(q: MessagesSearch, alias: str = "m") -> tuple[list[str], list[Any]]:
+    """Conditions on ``messages`` (as ``alias``) shared by both searches."""
+    where = [f"{alias}.user_id = ?", f"{alias}.status = 'success'"]
+    params: list[Any] = [q.user_id]
+    if q.thread_id is not None and not q.all_threads:
+        where.append(f"{alias}.thread_id = ?")
+        params.append(q.thread_id)
+    if q.exclude_tool_messages:
+        where.append(f"NOT {alias}.is_tool")
+    if q.max_order is not None and q.thread_id is not None:
+        where.append(f'NOT ({alias}.thread_id = ? AND {alias}."order" >= ?)')
+        params += [q.thread_id, q.max_order]
+    return where, params
+
+
+def _text_hits(cur: duckdb.DuckDBPyConnection, q: MessagesSearch, where: list[str],
+               params: list[Any]) -> list[str]:
+    words = sorted({w.lower() for w in _WORD.findall(q.text or "")})[:20]
+    if not words:
+        return []
+    score = " + ".join("(contains(lower(m.text), ?))::INT" for _ in words)
+    cur.execute(f"SELECT message_id FROM (SELECT m.message_id, m.seq, {score} AS score "
+                f"FROM messages m WHERE m.text IS NOT NULL AND {' AND '.join(where)}) "
+                f"WHERE score > 0 ORDER BY score DESC, seq DESC LIMIT {q.limit}",
+                [*words, *params])
+    return [r[0] for r in cur.fetchall()]
+
+
+def _vector_hits(cur: duckdb.DuckDBPyConnection, q: MessagesSearch, where: list[str],
+                 params: list[Any]) -> list[tuple[str, float]]:
+    """(message id, cosine similarity), best first. Vectors of another model, or of the
+    same model with other dimensions, are never compared; if the model's vectors all have
+    other dimensions, the query vector is invalid input."""
+    vector = list(q.vector or [])
+    # narrow the rows to compare before computing any similarity (the join with messages
+    # then checks ownership, status and order)
+    scope, scope_params = "user_id = ?", [q.user_id]
+    if q.thread_id is not None and not q.all_threads:
+        scope, scope_params = scope + " AND thread_id = ?", [*scope_params, q.thread_id]
+    threshold = "" if q.vector_score_threshold is None else "AND e.sim >= ?"
+    cur.execute(f"""SELECT m.message_id, e.sim FROM (
+            SELECT message_id, list_cosine_similarity(vector, ?::FLOAT[]) AS sim
+            FROM message_embeddings WHERE model = ? AND dimensions = ? AND {scope}) e
+        JOIN messages m ON m.message_id = e.message_id
+        WHERE {' AND '.join(where)} AND NOT isnan(e.sim) {threshold}
+        ORDER BY e.sim DESC, m.seq DESC LIMIT {q.limit}""",
+                [vector, q.model, len(vector), *scope_params, *params,
+                 *([] if q.vector_score_threshold is None else [q.vector_score_threshold])])
+    hits = [(str(mid), float(sim)) for mid, sim in cur.fetchall()]
+    if not hits:
+        _check_dimensions(cur, q, where, params)
+    return hits
+
+
+def _check_dimensions(cur: duckdb.DuckDBPyConnection, q: MessagesSearch, where: list[str],
+                      params: list[Any]) -> None:
+    cur.execute(f"""SELECT DISTINCT e.dimensions FROM message_embeddings e
+        JOIN messages m ON m.message_id = e.message_id
+        WHERE e.model = ? AND {' AND '.join(where)} ORDER BY 1 LIMIT 5""",
+                [q.model, *params])
+    stored = [int(r[0]) for r in cur.fetchall()]
+    if stored and len(q.vector or []) not in stored:
+        raise ValidationFailed(
+            f"vector has {len(q.vector or [])} dimensions; the messages embedded by "
+            f"{q.model!r} have {', '.join(map(str, stored))}",
+            details={"errors": [{"loc": ["vector"], "msg": "dimension mismatch",
+                                 "type": "value_error"}],
+                     "dimensions": len(q.vector or []), "stored_dimensions": stored})

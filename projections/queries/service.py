@@ -52,8 +52,9 @@ QUERIES: tuple[QuerySpec, ...] = (
               "statuses filter."),
     QuerySpec("messages.get", models.MessagesGet, "Messages by id (the user's only)."),
     QuerySpec("messages.search", models.MessagesSearch,
-              "Text search over the user's messages (a thread, or all threads), hits "
-              "widened by neighbouring messages."),
+              "Text and/or vector search over the user's messages (a thread, or all "
+              "threads), merged by reciprocal rank fusion, hits widened by neighbouring "
+              "messages."),
     QuerySpec("usage.summary", models.UsageSummary,
               "Token and cost totals per billing period and model for the user."),
     QuerySpec("sql", models.SqlQuery,

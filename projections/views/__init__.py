@@ -7,13 +7,14 @@ from __future__ import annotations
 from projections.view import View
 from projections.views.canvas import CanvasEditsView, CanvasStateView
 from projections.views.invoices import InvoicesView
+from projections.views.message_embeddings import MessageEmbeddingsView
 from projections.views.messages import MessagesView
 from projections.views.threads import ThreadsView
 from projections.views.tool_calls import ToolCallsView
 from projections.views.usage import UsageView
 
 VIEWS: list[View] = [ThreadsView(), MessagesView(), ToolCallsView(), UsageView(),
-                     CanvasStateView(), CanvasEditsView(), InvoicesView()]
+                     CanvasStateView(), CanvasEditsView(), InvoicesView(), MessageEmbeddingsView()]
 
 
 def view_names() -> list[str]:

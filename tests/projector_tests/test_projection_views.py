@@ -52,6 +52,10 @@ async def test_every_event_type_lands_in_its_view(store: EventStore,
     assert cv[0] == 1 and json.loads(str(cv[1]))["elements"]["a"]["text"] == "hi"
     (ce,) = rows(projector, "SELECT summary FROM canvas_edits WHERE thread_id = ?", thread)
     assert ce == ("set a's text",)
+    (emb,) = rows(projector, "SELECT message_id, user_id, model, dimensions, vector "
+                             "FROM message_embeddings WHERE thread_id = ?", thread)
+    assert emb[:4] == (mid, user, "emb", 3)
+    assert [round(float(v), 6) for v in emb[4]] == [0.6, 0.8, 0.0]
     invoices = rows(projector, "SELECT period, status FROM invoices WHERE user_id = ? "
                                "ORDER BY period", user)
     assert [tuple(map(str, r)) for r in invoices] == [("2024-03", "paid"),
@@ -66,7 +70,8 @@ async def test_thread_deletion_removes_content_and_keeps_usage(
     r = await store.append(Aggregate.thread(thread), [ThreadDeleted(thread_id=thread)],
                            user_id=user)
     await projector.wait_for(r.last_seq, timeout=10)
-    for table in ("threads", "messages", "tool_calls", "canvas_state", "canvas_edits"):
+    for table in ("threads", "messages", "tool_calls", "canvas_state", "canvas_edits",
+                  "message_embeddings"):
         assert rows(projector, f"SELECT count(*) FROM {table} WHERE thread_id = ?",
                     thread) == [(0,)]
     assert rows(projector, "SELECT count(*) FROM usage WHERE thread_id = ?", thread) == [(1,)]
