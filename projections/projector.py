@@ -1,16 +1,18 @@
 """The projector: the one process that owns the DuckDB file and applies the log to views.
 
 Guarantees
-- Exactly-once effects (invariant 5): each batch of events is applied in one DuckDB
-  transaction that also records, per view, the last stream sequence applied
-  (``_projection_views.seq``). On start the feed resumes at the smallest view checkpoint
-  + 1, and each view ignores events at or below its own checkpoint. Killing the process
-  at any moment (SIGKILL included) and restarting yields the tables of a clean rebuild.
+- Exactly-once effects (invariant 5): each batch of events is applied to each view in a
+  DuckDB transaction that also records that view's last stream sequence applied
+  (``_projection_views.seq``); views of different writer lanes (``ProjectorConfig.lanes``)
+  commit in separate transactions, in parallel. On start the feed resumes at the
+  smallest view checkpoint + 1, and each view ignores events at or below its own.
+  Killing the process at any moment (SIGKILL included) and restarting yields the tables
+  of a clean rebuild.
 - Order: events are applied in stream order (an ordered consumer, :mod:`projections.feed`).
 - Batching: a batch is everything the feed has buffered, up to ``batch_max`` events
-  (1000) when live and up to ``catchup_batch_max`` (10,000) while a backlog waits in the
-  stream (see ``ProjectorConfig``). While one batch is written (in a writer thread;
-  DuckDB releases the GIL) the next is prepared, so a busy projector makes big batches
+  (1000) when live and up to ``catchup_batch_max`` (20,000) while a backlog waits in the
+  stream (see ``ProjectorConfig``). While one batch is written (in the writer lanes'
+  threads; DuckDB releases the GIL) the next is prepared, so a busy projector makes big batches
   and an idle one applies a single event within milliseconds.
 - Views are independent: a new view, a view whose version changed, or a view named in
   ``reset`` is dropped, recreated and rebuilt from the log while the others only skip.
@@ -87,7 +89,7 @@ class ProjectorConfig:
     stream: str = "EVENTS"
     batch_max: int = 1000
     """Events per transaction when the projector is live (caught up)."""
-    catchup_batch_max: int = 10_000
+    catchup_batch_max: int = 20_000
     """Events per transaction while more than ``batch_max`` events wait in the stream
     (catch-up, rebuild): each statement of a view costs a few ms whatever its row count,
     so bigger batches are what makes a rebuild fast. Set equal to ``batch_max`` to cap

@@ -21,7 +21,7 @@ from projections.projector import Projector, ProjectorConfig, open_database, run
 from projections.views import VIEWS
 from threadlog.embedded_nats import EmbeddedNats
 
-EVENTS = 40_000
+EVENTS = 60_000
 KILLS = 14
 
 
@@ -74,7 +74,7 @@ async def test_sigkill_at_random_points_then_restart_equals_clean_rebuild(
     mid_catch_up = []
     for _ in range(KILLS):
         proc = start(nats_server.url, db, store.stream, prefix)
-        await asyncio.sleep(rnd.uniform(0.4, 1.6))  # a random moment, not a wait for state
+        await asyncio.sleep(rnd.uniform(0.4, 1.2))  # a random moment, not a wait for state
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         cp = checkpoint_of(db)
