@@ -169,7 +169,7 @@ async def raw_rate(url: str, nc: Any, stream: str, last_seq: int) -> tuple[int, 
 
 
 async def run(n: int, batch_max: int, work: Path, console: Console, *,
-              catchup: int = 20_000, threads: int | None = None) -> dict[str, Any]:
+              catchup: int = 30_000, threads: int | None = None) -> dict[str, Any]:
     srv = EmbeddedNats(work / "nats").start()
     try:
         nc = await nats.connect(srv.url)
@@ -226,7 +226,7 @@ def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="threadlog bench rebuild", description=__doc__)
     p.add_argument("--events", type=int, default=1_000_000)
     p.add_argument("--batch-max", type=int, default=1000)
-    p.add_argument("--catchup-batch-max", type=int, default=20_000)
+    p.add_argument("--catchup-batch-max", type=int, default=30_000)
     p.add_argument("--duckdb-threads", type=int, default=None)
     p.add_argument("--workdir", type=Path, default=None, help="keep files here")
     args = p.parse_args(argv)

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--db", required=True, help="DuckDB file")
     p.add_argument("--stream", default="EVENTS")
     p.add_argument("--batch-max", type=int, default=1000)
-    p.add_argument("--catchup-batch-max", type=int, default=20_000)
+    p.add_argument("--catchup-batch-max", type=int, default=30_000)
     p.add_argument("--query-prefix", default="query")
     p.add_argument("--min-seq-timeout", type=float, default=5.0,
                    help="longest wait of a query for its min_seq (seconds)")
