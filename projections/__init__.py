@@ -2,15 +2,18 @@
 
 One process, the projector (:class:`~projections.projector.Projector`), owns the DuckDB
 file. It reads the EVENTS stream in order with a lean ordered push consumer
-(:mod:`projections.feed`) from its checkpoint + 1, applies events in batches, one DuckDB
-transaction per batch, and records each view's checkpoint (last stream sequence applied)
-in that same transaction (:mod:`projections.state`). Killing it at any moment and
-restarting gives the tables of a clean rebuild. Queries are served by the same process
-over core NATS request/reply (:mod:`projections.queries`): typed reads with ownership
-checks, ``min_seq`` read-your-writes, and read-only analytical SQL for operators.
+(:mod:`projections.feed`) from its checkpoint + 1, applies events in batches, and records
+each view's checkpoint (last stream sequence applied) in the same DuckDB transaction as
+the view's rows (:mod:`projections.state`). Views are spread over writer lanes
+(``View.lane``, ``ProjectorConfig.lanes``): each lane applies its views' share of a batch
+in its own transaction on its own connection, in parallel with the other lanes. Killing
+it at any moment and restarting gives the tables of a clean rebuild. Queries are served
+by the same process over core NATS request/reply (:mod:`projections.queries`): typed reads
+with ownership checks, ``min_seq`` read-your-writes, and read-only analytical SQL for
+operators.
 
-Adding a view (later issues: ``canvas_state``, ``canvas_edits``, ``invoices``...)
-------------------------------------------------------------------------------------
+Adding a view
+-------------
 1. Write ``projections/views/<name>.py`` with a subclass of
    :class:`~projections.view.View`: ``name``; ``version`` (an int: bump it whenever the
    tables or the meaning of the rows change); ``tables`` (:class:`~projections.tables.Table`
@@ -23,7 +26,8 @@ Adding a view (later issues: ``canvas_state``, ``canvas_edits``, ``invoices``...
      envelope as a plain dict) and ``flush(con, replace=False)``; simplest for logic that
      needs Python (e.g. JSON patches); :class:`~projections.tables.KeyedRows` and
      :class:`~projections.tables.AppendedRows` write through Arrow.
-2. Append an instance to ``VIEWS`` in :mod:`projections.views`.
+2. Append an instance to ``VIEWS`` in :mod:`projections.views`. A heavy view may take a
+   writer lane of its own (``lane = 1``, as ``messages`` does).
 
 On its next start the projector creates the new view's tables and replays the whole log
 into that view only (the other views skip what they have applied); a changed ``version``

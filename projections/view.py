@@ -5,7 +5,7 @@ A view module defines one subclass of :class:`View` and lists an instance in
 ``projections.views.VIEWS``. The projector creates the view's tables (``Table.ddl``) when
 it first sees the view, and drops and recreates them when :attr:`View.version` differs
 from the version recorded in the database, then replays the log into just that view (the
-others skip those events). Then, for each batch, inside the batch's transaction, it hands
+others skip those events). Then, for each batch, inside its lane's transaction, it hands
 the view the batch's events of the types in :attr:`View.handles` with a sequence above
 the view's checkpoint, in one of two ways:
 
