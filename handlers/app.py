@@ -7,8 +7,8 @@ EVENTS stream is created by our own code (``EventStore.setup``), never by FastSt
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from faststream import FastStream
@@ -26,11 +26,13 @@ from handlers.commands import (
     CreateThread,
     DeleteThread,
     DeleteUserData,
+    PendingDeletions,
     SaveMessages,
     UpdateThread,
 )
 from handlers.llm.usage_and_cost import ModelPrice
 from handlers.middleware import error_middleware, size_limit_middleware
+from handlers.pending_purges import PendingPurges
 from handlers.runner import CommandRunner
 from handlers.thread_deletion import ThreadDeleter
 from handlers.thread_state import ThreadStateCache
@@ -52,6 +54,13 @@ class Handlers:
     generator: Generator
     billing: Billing
     canvas: CanvasService
+    deleter: ThreadDeleter
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        """Let running purges finish (bounded)."""
+        for close in reversed(self.closers):
+            await close()
 
 
 async def build_handlers(broker: NatsBroker, store: EventStore,
@@ -64,7 +73,11 @@ async def build_handlers(broker: NatsBroker, store: EventStore,
     """Register the thread, agent and billing command subscribers on ``broker``.
 
     Every generation first checks the user's budget (``budget_exceeded`` refuses it
-    before anything is appended or the model is called)."""
+    before anything is appended or the model is called).
+
+    Resumes the purges
+    of asynchronous deletions left pending (bucket ``<stream>_purges``); call
+    ``Handlers.close()`` before closing the connection."""
     from handlers.agents.app import make_generator, register_agent_commands
     from handlers.billing import register_billing_commands
     from handlers.canvas import register_canvas_commands
@@ -72,7 +85,9 @@ async def build_handlers(broker: NatsBroker, store: EventStore,
     states = ThreadStateCache(store)
     runner = CommandRunner(store, states, command_log)
     canvas = register_canvas_commands(broker, runner, schema=canvas_schema)
-    register_thread_commands(broker, runner, canvas, deltas_stream)
+    purges = await PendingPurges.open(store.js, f"{store.stream}_purges",
+                                      replicas=store.spec.replicas)
+    deleter = register_thread_commands(broker, runner, canvas, deltas_stream, purges)
     billing = register_billing_commands(broker, store, default_limit_usd=spend_limit_usd,
                                         prices=prices)
     generator = make_generator(runner, store.nc, agents or AgentRegistry())
@@ -80,13 +95,18 @@ async def build_handlers(broker: NatsBroker, store: EventStore,
     generator.check_budget = billing.guard.check_budget
     generator.append_usage = billing.ledger.append_usage
     register_agent_commands(broker, generator)
-    return Handlers(store, states, runner, generator, billing, canvas)
+    handlers = Handlers(store, states, runner, generator, billing, canvas, deleter,
+                        [purges.close])
+    await deleter.resume()
+    return handlers
 
 
 def register_thread_commands(broker: NatsBroker, runner: CommandRunner,
                              canvas: CanvasService | None = None,
-                             deltas_stream: str = "DELTAS") -> None:
-    """Thread commands. Deleting a thread also purges its canvases (when ``canvas``)."""
+                             deltas_stream: str = "DELTAS",
+                             purges: PendingPurges | None = None) -> ThreadDeleter:
+    """Thread commands. Deleting a thread also purges its canvases (when ``canvas``);
+    ``purges`` (the pending-purge records) enables asynchronous deletion."""
 
     @broker.subscriber(subjects.CREATE_THREAD, title="cmd.thread.create",
                        description="Create a thread. Result: {thread_id}.")
@@ -110,20 +130,32 @@ def register_thread_commands(broker: NatsBroker, runner: CommandRunner,
                                  thread_decisions.replay_save_messages)
         return reply.model_dump(mode="json")
 
-    deleter = ThreadDeleter(runner, canvas, deltas_stream)
+    deleter = ThreadDeleter(runner, canvas, deltas_stream, purges)
 
     @broker.subscriber(subjects.DELETE_THREAD, title="cmd.thread.delete",
                        description="Delete a thread: its content is purged from the log "
                                    "(a content-free tombstone stays), its canvases and "
-                                   "deltas too, and the projections drop its rows.")
+                                   "deltas too, and the projections drop its rows. "
+                                   "wait=false: reply after the tombstone, purge in the "
+                                   "background (resumed after a crash).")
     async def delete_thread(body: DeleteThread) -> dict[str, Any]:
         return (await deleter.delete_thread(body)).model_dump(mode="json")
 
     @broker.subscriber(subjects.DELETE_USER_DATA, title="cmd.user.delete",
                        description="Delete every thread (messages, canvases) of the user. "
-                                   "Usage and invoices stay; they hold no content.")
+                                   "Usage and invoices stay; they hold no content. "
+                                   "wait=false: reply at once, delete in the background.")
     async def delete_user_data(body: DeleteUserData) -> dict[str, Any]:
         return (await deleter.delete_user_data(body)).model_dump(mode="json")
+
+    @broker.subscriber(subjects.PENDING_DELETIONS, title="cmd.deletion.pending",
+                       description="Purges still owed by the user's asynchronous deletions "
+                                   "(of one thread with thread_id), after waiting up to "
+                                   "wait_s for them. Result: {pending, done}.")
+    async def pending_deletions(body: PendingDeletions) -> dict[str, Any]:
+        return (await deleter.pending(body)).model_dump(mode="json")
+
+    return deleter
 
 
 def make_app(broker: NatsBroker) -> FastStream:

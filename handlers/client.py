@@ -85,8 +85,22 @@ class Client:
         return await self.save_messages(thread_id, [{"role": role, "content": content, **extra}],
                                         command_id=command_id)
 
-    async def delete_thread(self, thread_id: str, *, command_id: str | None = None) -> Result:
-        return await self.command(subjects.DELETE_THREAD, command_id, thread_id=thread_id)
+    async def delete_thread(self, thread_id: str, *, command_id: str | None = None,
+                            wait: bool = True) -> Result:
+        """Delete the thread; ``wait=False`` replies once the thread is tombstoned and
+        purges in the background (``deletions_pending`` tells when it is done)."""
+        return await self.command(subjects.DELETE_THREAD, command_id, thread_id=thread_id,
+                                  wait=None if wait else False)
+
+    async def deletions_pending(self, thread_id: str | None = None, *,
+                                wait_s: float = 0.0) -> Result:
+        """Purges still owed by this user's asynchronous deletions (of ``thread_id``
+        only, if given), after waiting up to ``wait_s`` seconds for them to finish:
+        ``{pending: [...], done}``."""
+        return await self.request(subjects.PENDING_DELETIONS, {
+            "command_id": new_id(), "user_id": self.user_id, "wait_s": wait_s,
+            **({"thread_id": thread_id} if thread_id else {})},
+            timeout=self.timeout + wait_s)
 
     def _generate_body(self, agent: str, thread_id: str, prompt: str | None,
                        prompt_message_id: str | None, command_id: str | None,
@@ -148,9 +162,12 @@ class Client:
         return await self.command(subjects.ABORT, None, thread_id=thread_id,
                                   message_id=message_id)
 
-    async def delete_user_data(self, *, command_id: str | None = None) -> Result:
-        """Delete all of this user's threads, messages and canvases (usage stays)."""
-        return await self.command(subjects.DELETE_USER_DATA, command_id)
+    async def delete_user_data(self, *, command_id: str | None = None,
+                               wait: bool = True) -> Result:
+        """Delete all of this user's threads, messages and canvases (usage stays);
+        ``wait=False`` replies at once and deletes them in the background."""
+        return await self.command(subjects.DELETE_USER_DATA, command_id,
+                                  wait=None if wait else False)
 
     async def query(self, subject: str, *, min_seq: int | None = None, **fields: Any) -> Result:
         body = {"user_id": self.user_id, **fields}

@@ -42,12 +42,28 @@ class UpdateThread(Command):
     metadata: dict[str, Any] | None = None
 
 
+WAIT_FIELD_DESCRIPTION = (
+    "true (default): reply once the content is purged; false: reply at once and purge in "
+    "the background (durably: resumed after a crash; see cmd.deletion.pending)")
+
+
 class DeleteThread(Command):
     thread_id: SafeId
+    wait: bool = Field(True, description=WAIT_FIELD_DESCRIPTION)
 
 
 class DeleteUserData(Command):
     """Delete every thread (and its messages) of ``user_id``. Usage records stay."""
+
+    wait: bool = Field(True, description=WAIT_FIELD_DESCRIPTION)
+
+
+class PendingDeletions(Command):
+    """The purges still owed by asynchronous deletions of ``user_id`` (of one thread with
+    ``thread_id``), waiting up to ``wait_s`` seconds for them to finish. Appends nothing."""
+
+    thread_id: SafeId | None = None
+    wait_s: float = Field(0.0, ge=0.0, le=60.0)
 
 
 class Embedding(BaseModel):

@@ -10,10 +10,11 @@ CREATE_THREAD = "cmd.thread.create"
 UPDATE_THREAD = "cmd.thread.update"
 DELETE_THREAD = "cmd.thread.delete"
 DELETE_USER_DATA = "cmd.user.delete"
+PENDING_DELETIONS = "cmd.deletion.pending"
 SAVE_MESSAGES = "cmd.messages.save"
 GENERATE = "cmd.agent.generate"
 ABORT = "cmd.agent.abort"
 APPROVAL = "cmd.agent.approval"
 
-ALL = [CREATE_THREAD, UPDATE_THREAD, DELETE_THREAD, DELETE_USER_DATA, SAVE_MESSAGES, GENERATE,
-       ABORT, APPROVAL]
+ALL = [CREATE_THREAD, UPDATE_THREAD, DELETE_THREAD, DELETE_USER_DATA, PENDING_DELETIONS,
+       SAVE_MESSAGES, GENERATE, ABORT, APPROVAL]

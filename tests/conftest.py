@@ -68,7 +68,7 @@ async def store(nc: NATS, stream_spec: EventStreamSpec) -> AsyncIterator[EventSt
 def runtime_factory(nats_server: EmbeddedNats, tmp_path: Path) -> RuntimeFactory:
     """``async with runtime_factory(agents=[...], **settings_or_running_kwargs) as rt``:
     handlers (and their parts) on the session server, on an EVENTS stream and command
-    bucket of their own, deleted afterwards."""
+    and purge buckets of their own, deleted afterwards."""
 
     @asynccontextmanager
     async def make(**kwargs: Any) -> AsyncIterator[Runtime]:
@@ -84,6 +84,7 @@ def runtime_factory(nats_server: EmbeddedNats, tmp_path: Path) -> RuntimeFactory
             js = conn.jetstream()
             await js.delete_stream(name)
             await js.delete_key_value(f"{name}_commands")
+            await js.delete_key_value(f"{name}_purges")
             await conn.close()
 
     return make

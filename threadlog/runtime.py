@@ -104,6 +104,7 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
                                         spend_limit_usd=settings.spend_limit_usd,
                                         canvas_schema=canvas_schema, prices=prices,
                                         deltas_stream=settings.deltas_stream)
+        stack.push_async_callback(handlers.close)
         rt = Runtime(settings, urls, nc, store, broker, handlers, embedded)
         for part in extra_parts or []:
             await stack.enter_async_context(part(rt))
