@@ -85,6 +85,10 @@ class ThreadState:
     messages: dict[str, MessageInfo] = field(default_factory=dict)
     max_step: dict[int, int] = field(default_factory=dict)
     recent: OrderedDict[str, RecentMessage] = field(default_factory=OrderedDict)
+    recent_in_order: bool = True
+    """Whether ``recent`` is in ascending (order, step_order): true unless a message was
+    saved behind a later one (a step answering an old prompt), which makes the context
+    sort instead of reading the tail."""
     approvals: dict[str, PendingApproval] = field(default_factory=dict)
     """Tool calls awaiting (or just given) a human decision, by tool call id."""
     commands: OrderedDict[str, list[Event]] = field(default_factory=OrderedDict)
@@ -121,11 +125,16 @@ class ThreadState:
             self.deleted = True
             self.messages.clear()
             self.recent.clear()
+            self.recent_in_order = True
         elif isinstance(event, MessageSaved):
             self.messages[event.message_id] = MessageInfo(
                 event.order, event.step_order, event.role, event.status)
             self.last_order = max(self.last_order, event.order)
             self.max_step[event.order] = max(self.max_step.get(event.order, 0), event.step_order)
+            key = (event.order, event.step_order)
+            if self.recent and (event.message_id in self.recent or key < (
+                    (last := next(reversed(self.recent.values()))).order, last.step_order)):
+                self.recent_in_order = False
             self.recent[event.message_id] = RecentMessage(
                 event.message_id, event.order, event.step_order, event.role, event.status,
                 list(event.content))

@@ -29,18 +29,8 @@ def build_context(state: ThreadState, agent: Agent, order: int, step_order: int,
     """``found``: message rows of a search (``query.messages.search`` items), placed
     before the recent messages, minus those already among them."""
     opts = agent.context_options
-    picked = []
-    for m in state.recent.values():
-        if m.order > order or (m.order == order and m.step_order >= step_order):
-            continue
-        if m.status != "success" or not m.content:
-            continue
-        if opts.exclude_tool_messages and (m.role == "tool" or any(
-                p.type == "tool_call" for p in m.content)):
-            continue
-        picked.append(m)
-    picked.sort(key=lambda m: (m.order, m.step_order))
-    picked = picked[-opts.recent_messages:] if opts.recent_messages > 0 else []
+    picked = _recent(state, opts.recent_messages, (order, step_order),
+                     opts.exclude_tool_messages)
     recent_ids = {m.message_id for m in picked}
     earlier = [ContextMessage(role=r["role"], content=_parts(r["content"]),
                               message_id=r["message_id"])
@@ -67,6 +57,34 @@ def build_context(state: ThreadState, agent: Agent, order: int, step_order: int,
     if agent.context_handler is not None:
         messages = agent.context_handler(messages)
     return messages
+
+
+def _recent(state: ThreadState, limit: int, before: tuple[int, int],
+            exclude_tools: bool) -> list[RecentMessage]:
+    """The last ``limit`` successful messages with content before ``before`` (order,
+    step_order), in that order. Reads the tail of ``state.recent`` when it is in order
+    (the usual case: cost bounded by ``limit``), else sorts it."""
+    if limit <= 0:
+        return []
+
+    def wanted(m: RecentMessage) -> bool:
+        if (m.order, m.step_order) >= before or m.status != "success" or not m.content:
+            return False
+        return not (exclude_tools and (m.role == "tool" or any(
+            p.type == "tool_call" for p in m.content)))
+
+    if state.recent_in_order:
+        picked: list[RecentMessage] = []
+        for m in reversed(state.recent.values()):
+            if wanted(m):
+                picked.append(m)
+                if len(picked) == limit:
+                    break
+        picked.reverse()
+        return picked
+    picked = [m for m in state.recent.values() if wanted(m)]
+    picked.sort(key=lambda m: (m.order, m.step_order))
+    return picked[-limit:]
 
 
 def _has_tool_parts(content: Sequence[ContentPart]) -> bool:

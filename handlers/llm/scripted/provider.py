@@ -105,7 +105,7 @@ def _take(model: str, messages: list[Any], optional_params: dict[str, Any],
     tools = params.pop("tools", None)
     response_format = params.pop("response_format", None)
     params.pop("stream", None)
-    request = ScriptedRequest(model=model, messages=[dict(m) for m in messages], tools=tools,
+    request = ScriptedRequest(model=model, messages=list(messages), tools=tools,
                               response_format=response_format, params=params, stream=stream)
     reply = scripted.take(request)
     return request, reply if reply is not None else default_reply(request)

@@ -29,13 +29,17 @@ class ScriptedRequest:
     stream: bool = False
 
 
+REQUEST_LOG = 1_000
+"""Requests kept per model (a long-running demo or benchmark must not keep them all)."""
+
+
 class ScriptBook:
     """Queues of replies per model name, a log of requests, and the per-chunk delay."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._queues: dict[str, deque[Reply]] = {}
-        self._requests: dict[str, list[ScriptedRequest]] = {}
+        self._requests: dict[str, deque[ScriptedRequest]] = {}
         self.chunk_delay: float = 0.0
         """Seconds to wait before each streamed chunk (and once per non-streamed reply)."""
 
@@ -51,7 +55,7 @@ class ScriptBook:
             return len(self._queues.get(_name(model), ()))
 
     def requests(self, model: str) -> list[ScriptedRequest]:
-        """The requests ``model`` received so far, oldest first (a copy)."""
+        """The last ``REQUEST_LOG`` requests ``model`` received, oldest first (a copy)."""
         with self._lock:
             return list(self._requests.get(_name(model), ()))
 
@@ -69,7 +73,7 @@ class ScriptBook:
     def take(self, request: ScriptedRequest) -> Reply | None:
         """Record ``request`` and pop the next reply of its model (``None``: use the default)."""
         with self._lock:
-            self._requests.setdefault(request.model, []).append(request)
+            self._requests.setdefault(request.model, deque(maxlen=REQUEST_LOG)).append(request)
             queue = self._queues.get(request.model)
             return queue.popleft() if queue else None
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
+@lru_cache(maxsize=16_384)
 def count_tokens(text: str) -> int:
+    """Cached: a thread's context repeats the same messages turn after turn."""
     return len(_TOKEN.findall(text))
 
 
