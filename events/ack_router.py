@@ -67,6 +67,22 @@ class AckRouter:
         await self._publish(subject, payload, f"{self._prefix}.{token}", headers)
         return await fut
 
+    async def request_in_order(self, messages: list[tuple[str, bytes, dict[str, str]]],
+                               timeout: float) -> list[bytes]:
+        """Publish ``(subject, payload, headers)`` messages in this order, without waiting
+        for one reply before sending the next, and await every reply (in order)."""
+        if self._sub is None:
+            await self._start()
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[bytes]] = []
+        for subject, payload, headers in messages:
+            token = str(next(self._tokens))
+            fut: asyncio.Future[bytes] = loop.create_future()
+            self._futures[token] = (fut, time.monotonic() + timeout)
+            futures.append(fut)
+            await self._publish(subject, payload, f"{self._prefix}.{token}", headers)
+        return [await f for f in futures]
+
     async def _publish(self, subject: str, payload: bytes, reply: str,
                        headers: dict[str, str]) -> None:
         """``nc.publish`` without its per-header regex validation: our headers are known

@@ -46,6 +46,7 @@ H_MSG_ID = "Nats-Msg-Id"
 H_EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"
 # nats-py has no constant for this header (server 2.11+): the literal string is required.
 H_EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
+H_EXPECTED_LAST_MSG_ID = "Nats-Expected-Last-Msg-Id"
 H_BATCH_ID = "Nats-Batch-Id"
 H_BATCH_SEQ = "Nats-Batch-Sequence"
 H_BATCH_COMMIT = "Nats-Batch-Commit"
@@ -149,6 +150,61 @@ class EventStore:
         last = int(ack["seq"])
         return AppendResult(first_seq=last - len(envs) + 1, last_seq=last, count=len(envs),
                             duplicate=bool(ack.get("duplicate")))
+
+    async def append_two(
+        self,
+        aggregate: Aggregate,
+        first: Event,
+        second: Event,
+        expected: Expected,
+        *,
+        command_ids: tuple[str, str],
+        user_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> tuple[AppendResult, AppendResult | None]:
+        """Append ``first`` (checked against ``expected`` like :meth:`append`) and then
+        ``second`` without waiting for the first's acknowledgement: one round trip for two
+        appends that need not be atomic (each has its own command id).
+
+        ``second`` carries ``Nats-Expected-Last-Msg-Id`` = ``first``'s message id: the
+        stream stores it only if ``first`` is the last message of the whole stream, so no
+        event of this aggregate (or any other) came in between. When anything did, or
+        ``first`` was refused, ``second`` is not stored and ``None`` is returned in its
+        place: the caller appends it the ordinary way. Errors of ``first`` raise as in
+        :meth:`append` (after ``second``'s reply, which then is a refusal)."""
+        (env1,) = self.envelopes(aggregate, [first], command_id=command_ids[0],
+                                 user_id=user_id, correlation_id=correlation_id)
+        (env2,) = self.envelopes(aggregate, [second], command_id=command_ids[1],
+                                 user_id=user_id, correlation_id=correlation_id)
+        id1, id2 = f"{command_ids[0]}:0", f"{command_ids[1]}:0"
+        check: dict[str, str] = {}
+        if expected != "any":
+            check = {H_EXPECTED_SEQ: str(0 if expected == "no_stream" else int(expected)),
+                     H_EXPECTED_SUBJECT: aggregate.filter}
+        try:
+            raw = await self._acks.request_in_order([
+                (aggregate.subject(env1.type), env1.to_bytes(), {H_MSG_ID: id1, **check}),
+                (aggregate.subject(env2.type), env2.to_bytes(),
+                 {H_MSG_ID: id2, H_EXPECTED_LAST_MSG_ID: id1})], self.timeout)
+        except TimeoutError as exc:
+            raise Unavailable(f"no acknowledgement from stream {self.stream!r} in "
+                              f"{self.timeout}s", details={"aggregate": aggregate.prefix}
+                              ) from exc
+        if not raw[0] or not raw[1]:
+            raise Unavailable(f"no stream stores {aggregate.prefix}",
+                              details={"aggregate": aggregate.prefix})
+        ack1, ack2 = json.loads(raw[0]), json.loads(raw[1])
+        if "error" in ack1:
+            res1 = await self._on_error(aggregate, ack1["error"], id1, 1)
+        else:
+            res1 = AppendResult(int(ack1["seq"]), int(ack1["seq"]), 1,
+                                duplicate=bool(ack1.get("duplicate")))
+        if "error" in ack2 or res1.duplicate:
+            # A duplicate first means a re-sent command: whether second landed before is
+            # for the caller's ordinary path to find out (its dedupe is by message id).
+            return res1, None
+        seq2 = int(ack2["seq"])
+        return res1, AppendResult(seq2, seq2, 1, duplicate=bool(ack2.get("duplicate")))
 
     async def _request(self, subject: str, payload: bytes, headers: dict[str, str]) -> Any:
         try:

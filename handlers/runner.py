@@ -81,6 +81,51 @@ class CommandRunner:
             f"thread {thread_id!r} kept changing; gave up after {self.max_attempts} attempts",
             current_version=state.version)
 
+    async def apply_two(self, thread_id: str, user_id: str | None,
+                        first: tuple[str, Callable[[ThreadState], Decision],
+                                     Callable[[ThreadState], Decision]],
+                        second: tuple[str, Callable[[ThreadState, Decision], Decision],
+                                      Callable[[ThreadState], Decision]], *,
+                        correlation_id: str | None = None) -> tuple[Decision, Decision, int]:
+        """Two commands on one thread, ``first`` then ``second`` (each ``(command id,
+        decide, replay)``; ``second``'s decide also gets ``first``'s decision), as
+        :meth:`apply` twice would, in one round trip when both decide one event: the
+        second is sent before the first is acknowledged, and stored only if the first is
+        the stream's last message (:meth:`EventStore.append_two`). ``second``'s decide
+        then sees the state before ``first``'s event: it must not depend on it. Any other
+        case (a replay, several events, a conflict, an event in between) takes the
+        ordinary path. Returns both decisions and the thread's version after them."""
+        (cid1, decide1, replay1), (cid2, decide2, replay2) = first, second
+        d1: Decision | None = None
+        async with self.states.lock(thread_id):
+            state = await self.states.get(thread_id)
+            if cid1 not in state.commands and cid2 not in state.commands:
+                d1 = decide1(state)
+                d2 = decide2(state, d1)
+                if len(d1.events) == 1 and len(d2.events) == 1:
+                    try:
+                        r1, r2 = await self.store.append_two(
+                            state.aggregate, d1.events[0], d2.events[0],
+                            expected=state.version or "no_stream", command_ids=(cid1, cid2),
+                            user_id=user_id, correlation_id=correlation_id)
+                    except ConcurrencyError:
+                        await self.states.refresh(thread_id)
+                    else:
+                        if r1.duplicate:
+                            await self.states.refresh(thread_id)
+                        else:
+                            self.states.advance(state, d1.events, r1.last_seq, cid1)
+                            if r2 is not None and not r2.duplicate:
+                                self.states.advance(state, d2.events, r2.last_seq, cid2)
+                                return d1, d2, r2.last_seq
+        d1, _ = await self.apply(thread_id, cid1, user_id, decide1, replay1,
+                                 correlation_id=correlation_id)
+        first_decision = d1
+        d2, seq = await self.apply(thread_id, cid2, user_id,
+                                   lambda st: decide2(st, first_decision), replay2,
+                                   correlation_id=correlation_id)
+        return d1, d2, seq
+
     async def _finish(self, cmd: Command, decision: Decision, seq: int) -> Reply:
         if decision.after is not None:
             await decision.after()

@@ -171,6 +171,49 @@ class EventStoreContract:
         assert orders == list(range(writers * per_writer))
 
 
+    async def test_two_appends_in_one_round_trip_land_one_after_the_other(
+            self, store: EventStore) -> None:
+        a = Aggregate.thread("two")
+        r0 = await store.append(a, [created("two")], "no_stream")
+        r1, r2 = await store.append_two(a, msg("two", "m0", 0), msg("two", "m1", 1),
+                                        r0.last_seq, command_ids=("c-u", "c-p"))
+        assert r2 is not None and r2.last_seq == r1.last_seq + 1 > r0.last_seq
+        assert [e.event.order for e in (await store.read(a))[1:]] == [0, 1]  # type: ignore[attr-defined]
+
+    async def test_the_second_is_not_stored_when_the_first_is_refused(
+            self, store: EventStore) -> None:
+        a = Aggregate.thread("two-stale")
+        r0 = await store.append(a, [created("two-stale")], "no_stream")
+        await store.append(a, [msg("two-stale", "m0", 0)], r0.last_seq)
+        with pytest.raises(ConcurrencyError):
+            await store.append_two(a, msg("two-stale", "x", 1), msg("two-stale", "y", 2),
+                                   r0.last_seq, command_ids=("s-u", "s-p"))
+        assert [e.type for e in await store.read(a)] == ["thread_created", "message_saved"]
+
+    async def test_a_resent_pair_stores_nothing_twice(self, store: EventStore) -> None:
+        """Re-sent after both landed, the stale first is a conflict (the runner then
+        replays from the thread state) and the second is not stored again; re-sent when
+        only the first landed, the first is a duplicate and the second is left to the
+        caller's ordinary append (``None``), whose message-id dedupe holds."""
+        a = Aggregate.thread("two-again")
+        r0 = await store.append(a, [created("two-again")], "no_stream")
+        first, second = msg("two-again", "m0", 0), msg("two-again", "m1", 1)
+        await store.append_two(a, first, second, r0.last_seq, command_ids=("r-u", "r-p"))
+        with pytest.raises(ConcurrencyError):
+            await store.append_two(a, first, second, r0.last_seq, command_ids=("r-u", "r-p"))
+        assert len(await store.read(a)) == 3
+
+        b = Aggregate.thread("two-half")
+        r0 = await store.append(b, [created("two-half")], "no_stream")
+        first = msg("two-half", "m0", 0)
+        await store.append(b, [first], r0.last_seq, command_id="h-u")  # then a crash
+        await store.append(Aggregate.thread("two-other"), [created("two-other")])
+        r1, r2 = await store.append_two(b, first, msg("two-half", "m1", 1), r0.last_seq,
+                                        command_ids=("h-u", "h-p"))
+        assert r1.duplicate and r2 is None
+        assert len(await store.read(b)) == 2
+
+
 class TestJetStreamStore(EventStoreContract):
     pass
 
