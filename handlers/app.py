@@ -16,6 +16,7 @@ from faststream.nats import NatsBroker
 
 from events import EventStore
 from handlers import subjects, thread_decisions
+from handlers.agents.abort import AbortSignals
 from handlers.agents.definition import AgentRegistry
 from handlers.agents.generation import Generator
 from handlers.billing.app import Billing
@@ -55,10 +56,11 @@ class Handlers:
     billing: Billing
     canvas: CanvasService
     deleter: ThreadDeleter
+    abort_signals: AbortSignals
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
-        """Let running purges finish (bounded)."""
+        """Stop listening for abort signals; let running purges finish (bounded)."""
         for close in reversed(self.closers):
             await close()
 
@@ -75,7 +77,7 @@ async def build_handlers(broker: NatsBroker, store: EventStore,
     Every generation first checks the user's budget (``budget_exceeded`` refuses it
     before anything is appended or the model is called).
 
-    Resumes the purges
+    Starts listening for abort signals (``sig.agent.abort.>``) and resumes the purges
     of asynchronous deletions left pending (bucket ``<stream>_purges``); call
     ``Handlers.close()`` before closing the connection."""
     from handlers.agents.app import make_generator, register_agent_commands
@@ -94,9 +96,10 @@ async def build_handlers(broker: NatsBroker, store: EventStore,
     generator.canvas = canvas
     generator.check_budget = billing.guard.check_budget
     generator.append_usage = billing.ledger.append_usage
-    register_agent_commands(broker, generator)
-    handlers = Handlers(store, states, runner, generator, billing, canvas, deleter,
-                        [purges.close])
+    signals = register_agent_commands(broker, generator)
+    await signals.start(store.nc)
+    handlers = Handlers(store, states, runner, generator, billing, canvas, deleter, signals,
+                        [purges.close, signals.stop])
     await deleter.resume()
     return handlers
 

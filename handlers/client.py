@@ -158,9 +158,13 @@ class Client:
         if final != last:
             yield final
 
-    async def abort(self, thread_id: str, message_id: str) -> Result:
-        return await self.command(subjects.ABORT, None, thread_id=thread_id,
-                                  message_id=message_id)
+    async def abort(self, thread_id: str, message_id: str, *, reason: str | None = None,
+                    command_id: str | None = None) -> Result:
+        """Stop the generation of the pending ``message_id``, whichever handler process
+        runs it (``stopped_by: owner``); a pending message nobody runs is finalized as
+        failed (``stopped_by: abort``). A finished message is a ``conflict``."""
+        return await self.command(subjects.ABORT, command_id, thread_id=thread_id,
+                                  message_id=message_id, reason=reason)
 
     async def delete_user_data(self, *, command_id: str | None = None,
                                wait: bool = True) -> Result:

@@ -16,5 +16,9 @@ GENERATE = "cmd.agent.generate"
 ABORT = "cmd.agent.abort"
 APPROVAL = "cmd.agent.approval"
 
+ABORT_SIGNAL = "sig.agent.abort"
+"""``sig.agent.abort.<thread_id>.<message_id>``: core NATS, every handler process listens
+(no queue group); only the process running that generation answers."""
+
 ALL = [CREATE_THREAD, UPDATE_THREAD, DELETE_THREAD, DELETE_USER_DATA, PENDING_DELETIONS,
        SAVE_MESSAGES, GENERATE, ABORT, APPROVAL]

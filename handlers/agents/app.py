@@ -1,4 +1,5 @@
-"""Agent command subscribers: ``cmd.agent.generate``, ``cmd.agent.abort``."""
+"""Agent command subscribers: ``cmd.agent.generate``, ``cmd.agent.approval``,
+``cmd.agent.abort`` (served from any process: see ``handlers.agents.abort``)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import Any
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NATS
 
-from events import NotFound
 from events.replies import Reply
 from handlers import subjects
+from handlers.agents.abort import AbortSignals
 from handlers.agents.approvals import decide_approval
 from handlers.agents.commands import Abort, DecideApproval, Generate
 from handlers.agents.definition import AgentRegistry
@@ -36,8 +37,11 @@ def make_generator(runner: CommandRunner, nc: NATS | None, agents: AgentRegistry
                      writer if nc is not None else None)
 
 
-def register_agent_commands(broker: NatsBroker, generator: Generator) -> None:
+def register_agent_commands(broker: NatsBroker, generator: Generator) -> AbortSignals:
+    """Register the agent commands; the returned :class:`AbortSignals` must be started
+    (on the handlers' connection) for aborts to reach generations of other processes."""
     log = generator.runner.command_log
+    signals = AbortSignals(generator)
 
     @broker.subscriber(GENERATE, title=GENERATE,
                        description="Run an agent in a thread (text, or an object for "
@@ -70,14 +74,18 @@ def register_agent_commands(broker: NatsBroker, generator: Generator) -> None:
             await log.record(body, reply)
         return reply.model_dump(mode="json")
 
-    @broker.subscriber(ABORT, title=ABORT, description="Abort a running generation.")
+    @broker.subscriber(ABORT, title=ABORT,
+                       description="Abort a running generation, whichever process runs it; "
+                                   "a pending message nobody runs is finalized as failed. "
+                                   "A finished message is a conflict.")
     async def abort(body: Abort) -> dict[str, Any]:
-        from events.replies import Reply
+        if log is not None:
+            stored = await log.lookup(body)
+            if stored is not None:
+                return stored.model_dump(mode="json")
+        reply = await signals.abort(body)
+        if log is not None:
+            log.record_soon(body, reply)
+        return reply.model_dump(mode="json")
 
-        ev = generator.aborts.get(body.message_id)
-        if ev is None:
-            raise NotFound(f"no running generation for message {body.message_id!r}",
-                           details={"message_id": body.message_id})
-        ev.set()
-        return Reply.success({"message_id": body.message_id, "aborted": True}).model_dump(
-            mode="json")
+    return signals

@@ -561,6 +561,9 @@ class Generator:
         messages.extend(to_chat_messages([
             ContextMessage(role="assistant", content=result.content_parts()),
             ContextMessage(role="tool", content=list(outputs))]))
+        ev = self.aborts.pop(res.message_id or "", None)
+        if ev is not None:  # an abort names the pending message: follow it
+            self.aborts[next_id] = ev
         res.message_id = next_id
         return step + 2
 
@@ -570,6 +573,11 @@ class Generator:
             return None, (await self.runner.states.get(cmd.thread_id)).version
 
         def decide(state: ThreadState) -> Decision:
+            if _finalized_already(state, events):  # aborted from elsewhere (orphaned)
+                if all(e.status == "failed" for e in events
+                       if isinstance(e, MessageFinalized)):
+                    return Decision([], {})
+                raise ThreadlogError("generation aborted", code="aborted")
             return Decision(events, {})
 
         return await self.runner.apply(cmd.thread_id, f"{cmd.command_id}-{tag}", cmd.user_id,
@@ -613,6 +621,17 @@ class Generator:
             out = handler(ev)
             if inspect.isawaitable(out):
                 await out
+
+
+def _finalized_already(state: ThreadState, events: list[Event]) -> bool:
+    """Whether ``events`` finalize a message that is no longer pending (an abort taken by
+    another process finalized it: ``handlers.agents.abort``)."""
+    for e in events:
+        if isinstance(e, MessageFinalized):
+            info = state.messages.get(e.message_id)
+            if info is not None and info.status != "pending":
+                return True
+    return False
 
 
 def _embedded(agent: Agent, message_id: str, thread_id: str, vector: list[float] | None
