@@ -139,12 +139,19 @@ async def test_crash_between_prompt_and_pending_append_resumes_without_a_second_
             raise RuntimeError("process died")
         return await real_append(agg, events, *args, **kw)
 
+    async def first_only(agg: Aggregate, first: Any, second: Any, expected: Any,
+                         **kw: Any) -> Any:  # the pipelined path: the second never sent
+        await real_append(agg, [first], expected, command_id=kw["command_ids"][0],
+                          user_id=kw.get("user_id"), correlation_id=kw.get("correlation_id"))
+        raise RuntimeError("process died")
+
     monkeypatch.setattr(store, "append", dies_before_pending)
+    monkeypatch.setattr(store, "append_two", first_only)
     with pytest.raises(ThreadlogError):
         await c.generate_text("clerk", tid, "the question", command_id="gen-crash")
     saved = [e.event for e in await events_of(rt, tid) if e.type == "message_saved"]
     assert [m.role for m in saved] == ["user"]
-    monkeypatch.setattr(store, "append", real_append)
+    monkeypatch.undo()
     rt.handlers.states.forget(tid)  # a new process: the state is read from the log
     res = (await c.generate_text("clerk", tid, "the question", command_id="gen-crash")).value
     assert res["text"] == "answer after the crash" and res["status"] == "success"

@@ -226,6 +226,16 @@ class Generator:
         vector = None
         if cmd.prompt_message_id is None and not done:
             vector = None if saved else await self._embed_prompt(cmd, agent, handler)
+            if not saved:  # both in one round trip when nothing comes in between
+                _, decision, seq = await self.runner.apply_two(
+                    cmd.thread_id, cmd.user_id,
+                    (cmd.command_id + "-u", self._decide_prompt(cmd, agent, vector),
+                     self._replay_prompt(cmd)),
+                    (cmd.command_id + "-p",
+                     lambda st, d: self._decide_pending(cmd, agent, d.result)(st),
+                     self._replay_pending(cmd)),
+                    correlation_id=cmd.command_id)
+                return decision, seq, saved, vector
             decision, _ = await self.runner.apply(
                 cmd.thread_id, cmd.command_id + "-u", cmd.user_id,
                 self._decide_prompt(cmd, agent, vector), self._replay_prompt(cmd),
