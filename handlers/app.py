@@ -77,7 +77,8 @@ async def build_handlers(broker: NatsBroker, store: EventStore,
     Every generation first checks the user's budget (``budget_exceeded`` refuses it
     before anything is appended or the model is called).
 
-    Starts listening for abort signals (``sig.agent.abort.>``) and resumes the purges
+    Starts following spend limits (``SpendLedger.watch_limits``) and listening for abort
+    signals (``sig.agent.abort.>``) and resumes the purges
     of asynchronous deletions left pending (bucket ``<stream>_purges``); call
     ``Handlers.close()`` before closing the connection."""
     from handlers.agents.app import make_generator, register_agent_commands
@@ -98,8 +99,9 @@ async def build_handlers(broker: NatsBroker, store: EventStore,
     generator.append_usage = billing.ledger.append_usage
     signals = register_agent_commands(broker, generator)
     await signals.start(store.nc)
+    await billing.ledger.watch_limits()
     handlers = Handlers(store, states, runner, generator, billing, canvas, deleter, signals,
-                        [purges.close, signals.stop])
+                        [purges.close, signals.stop, billing.ledger.stop_watching])
     await deleter.resume()
     return handlers
 

@@ -12,7 +12,7 @@ from conftest import RuntimeFactory
 
 from events import Aggregate, EventStore, ThreadlogError, Usage, UsageRecorded, new_id
 from events.envelope import EventEnvelope
-from events.invoice_events import period_of
+from events.invoice_events import SpendLimitSet, period_of
 from handlers.agents.definition import Agent
 from handlers.billing import subjects
 from handlers.billing.spend_ledger import SpendLedger, utc_now
@@ -104,7 +104,7 @@ async def test_no_limit_costs_no_estimate(rt: Runtime) -> None:
     guard = rt.parts["billing"].guard
     status = await guard.check_budget("nobody", "unknown/model", [{"role": "user",
                                                                     "content": "x"}], None)
-    assert status.limit_usd is None
+    assert status is None or status.limit_usd is None
 
 
 async def test_bad_query_and_negative_limit_are_invalid_input(rt: Runtime) -> None:
@@ -148,3 +148,29 @@ async def test_the_ledger_folds_its_own_usage_append_only_when_nothing_came_betw
     status = await ledger.status("u9")
     assert status.spent_usd == 1.75 and reads == 1  # each event counted once
     assert ledger._users["u9"].after_seq == third.last_seq
+
+
+async def test_a_user_without_a_limit_is_checked_without_reading_the_log(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No default and no limit of their own: the check reads nothing. A limit another
+    process sets (appended straight to the log here) reaches the limit watcher, and the
+    next check reads the spend and refuses."""
+    guard, ledger = rt.parts["billing"].guard, rt.parts["billing"].ledger
+    reads: list[Aggregate] = []
+    real_read = rt.store.read
+
+    async def counting_read(agg: Aggregate, *a: Any, **kw: Any) -> Any:
+        reads.append(agg)
+        return await real_read(agg, *a, **kw)
+
+    monkeypatch.setattr(rt.store, "read", counting_read)
+    msgs = [{"role": "user", "content": "hi"}]
+    assert await guard.check_budget("free-user", "gpt-4o", msgs, 10) is None
+    assert reads == []
+    await spend(rt, "free-user", 5.0)
+    res = await rt.store.append(Aggregate("usage", "free-user"),
+                                [SpendLimitSet(user_id="free-user", limit_usd=1.0)])
+    await ledger.limits_applied(res.last_seq)
+    with pytest.raises(ThreadlogError) as ei:
+        await guard.check_budget("free-user", "gpt-4o", msgs, 10)
+    assert ei.value.code == "budget_exceeded" and reads

@@ -58,8 +58,12 @@ class BudgetGuard:
         return cost_of(model, usage, prices=self.prices)
 
     async def check_budget(self, user_id: str, model: str, messages: list[dict[str, Any]],
-                           max_tokens: int | None = None) -> BudgetStatus:
-        """Return the status if the call may go ahead; raise :class:`BudgetExceeded`."""
+                           max_tokens: int | None = None) -> BudgetStatus | None:
+        """Return the status if the call may go ahead; raise :class:`BudgetExceeded`.
+        ``None``: no limit applies to the user (:meth:`SpendLedger.unlimited`), nothing
+        was read."""
+        if self.ledger.unlimited(user_id):
+            return None
         status = await self.ledger.status(user_id)
         if status.limit_usd is None:
             return status

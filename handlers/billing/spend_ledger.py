@@ -15,6 +15,15 @@ folded at once and the next check reads only the version (one round trip, not tw
 the append is refused (another writer came first), it is appended without the check and
 read back like any other event.
 
+Which users have a limit: :meth:`SpendLedger.watch_limits` follows every
+``spend_limit_set`` event of the stream (an ordered consumer filtered on those subjects:
+rare, small events). Once it has caught up, a budget check of a user who has no limit of
+their own, with no default limit, needs no read at all (:meth:`SpendLedger.unlimited`):
+spend only matters against a limit. A limit set by another process reaches the watcher
+within milliseconds; a call checked in that window goes unchecked, which budgets already
+allow (they are soft under concurrent calls). Users with a limit are checked against the
+log as above. Until the watcher has caught up (or if it stops), every check reads.
+
 Failure modes: NATS errors propagate (``unavailable``). At most ``max_users`` users are
 cached (least recently used dropped; they are re-read on demand).
 """
@@ -22,18 +31,24 @@ cached (least recently used dropped; they are re-read on demand).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from nats.js.errors import NotFoundError
+
 from events import Aggregate, ConcurrencyError, EventStore, RecordedEvent, UsageRecorded
-from events.envelope import EventEnvelope
+from events.envelope import STREAM_PREFIX, EventEnvelope
 from events.invoice_events import SpendLimitSet, period_of
 from events.store import AppendResult
 
 NANO = 1_000_000_000
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -107,6 +122,75 @@ class SpendLedger:
         self._users: OrderedDict[str, UserSpend] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
         self._appending: set[str] = set()
+        self._limited: dict[str, bool] = {}
+        """Users whose latest ``spend_limit_set`` sets a limit (watcher; see the module)."""
+        self._limits_ready = False
+        self._limits_sub: Any = None
+        self._limits_seq = 0
+        self._limits_moved = asyncio.Condition()
+
+    async def watch_limits(self, timeout: float = 5.0) -> None:
+        """Follow ``spend_limit_set`` events (see the module docstring); returns once the
+        events stored so far are applied, or after ``timeout`` (then checks keep reading
+        until it catches up)."""
+        subject = f"{STREAM_PREFIX}.usage.*.spend_limit_set"
+        target = 0
+        try:
+            target = int((await self.store.js.get_last_msg(self.store.stream, subject)).seq
+                         or 0)
+        except NotFoundError:
+            target = 0
+        applied = asyncio.Event()
+        last = 0
+
+        async def on_msg(msg: Any) -> None:
+            nonlocal last
+            try:
+                data = json.loads(msg.data).get("data", {})
+                self._limited[str(data["user_id"])] = data.get("limit_usd") is not None
+            except (ValueError, KeyError, TypeError):
+                log.warning("spend_limit_set not understood: %r", msg.data[:200])
+            last = self._limits_seq = int(msg.metadata.sequence.stream)
+            if last >= target:
+                applied.set()
+            async with self._limits_moved:
+                self._limits_moved.notify_all()
+
+        self._limits_sub = await self.store.js.subscribe(
+            subject, cb=on_msg, ordered_consumer=True, stream=self.store.stream)
+        if target == 0:
+            applied.set()
+        try:
+            await asyncio.wait_for(applied.wait(), timeout)
+        except TimeoutError:
+            log.warning("spend limits not caught up after %.1fs: budget checks read", timeout)
+            asyncio.get_running_loop().create_task(self._ready_when(applied))
+            return
+        self._limits_ready = True
+
+    async def limits_applied(self, seq: int, timeout: float = 5.0) -> None:
+        """Wait until the watcher has applied the limit events up to stream sequence
+        ``seq`` (``TimeoutError`` after ``timeout``)."""
+        async with self._limits_moved:
+            await asyncio.wait_for(self._limits_moved.wait_for(
+                lambda: self._limits_seq >= seq), timeout)
+
+    async def _ready_when(self, applied: asyncio.Event) -> None:
+        await applied.wait()
+        self._limits_ready = self._limits_sub is not None
+
+    async def stop_watching(self) -> None:
+        sub, self._limits_sub = self._limits_sub, None
+        self._limits_ready = False
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    def unlimited(self, user_id: str) -> bool:
+        """Certainly no limit applies to ``user_id`` (no default, none set, watcher caught
+        up): the budget check can skip reading the spend."""
+        return (self.default_limit_usd is None and self._limits_ready
+                and not self._limited.get(user_id, False))
 
     async def user(self, user_id: str) -> UserSpend:
         """The user's fold, caught up with the log."""
@@ -115,6 +199,8 @@ class SpendLedger:
             spend = self._users.get(user_id) or UserSpend()
             for rec in await self.store.read(Aggregate("usage", user_id), spend.after_seq):
                 spend.apply(rec)
+            # A read is as fresh as the watcher (fresher for this process's own commands).
+            self._limited[user_id] = spend.limit_set and spend.limit_usd is not None
             self._users[user_id] = spend
             self._users.move_to_end(user_id)
             while len(self._users) > self.max_users:
