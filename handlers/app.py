@@ -35,6 +35,7 @@ from handlers.llm.usage_and_cost import ModelPrice
 from handlers.middleware import error_middleware, size_limit_middleware
 from handlers.pending_purges import PendingPurges
 from handlers.runner import CommandRunner
+from handlers.subjects import COMMAND_QUEUE
 from handlers.thread_deletion import ThreadDeleter
 from handlers.thread_state import ThreadStateCache
 
@@ -113,7 +114,7 @@ def register_thread_commands(broker: NatsBroker, runner: CommandRunner,
     """Thread commands. Deleting a thread also purges its canvases (when ``canvas``);
     ``purges`` (the pending-purge records) enables asynchronous deletion."""
 
-    @broker.subscriber(subjects.CREATE_THREAD, title="cmd.thread.create",
+    @broker.subscriber(subjects.CREATE_THREAD, queue=COMMAND_QUEUE, title="cmd.thread.create",
                        description="Create a thread. Result: {thread_id}.")
     async def create_thread(body: CreateThread) -> dict[str, Any]:
         tid = thread_decisions.thread_id_for(body)
@@ -121,14 +122,14 @@ def register_thread_commands(broker: NatsBroker, runner: CommandRunner,
                                  thread_decisions.replay_thread_result)
         return reply.model_dump(mode="json")
 
-    @broker.subscriber(subjects.UPDATE_THREAD, title="cmd.thread.update",
+    @broker.subscriber(subjects.UPDATE_THREAD, queue=COMMAND_QUEUE, title="cmd.thread.update",
                        description="Update a thread's title, summary, status or metadata.")
     async def update_thread(body: UpdateThread) -> dict[str, Any]:
         reply = await runner.run(body, body.thread_id, thread_decisions.update_thread,
                                  thread_decisions.replay_thread_result)
         return reply.model_dump(mode="json")
 
-    @broker.subscriber(subjects.SAVE_MESSAGES, title="cmd.messages.save",
+    @broker.subscriber(subjects.SAVE_MESSAGES, queue=COMMAND_QUEUE, title="cmd.messages.save",
                        description="Save messages to a thread. Result: ids, order, step_order.")
     async def save_messages(body: SaveMessages) -> dict[str, Any]:
         reply = await runner.run(body, body.thread_id, thread_decisions.save_messages,
@@ -137,7 +138,7 @@ def register_thread_commands(broker: NatsBroker, runner: CommandRunner,
 
     deleter = ThreadDeleter(runner, canvas, deltas_stream, purges)
 
-    @broker.subscriber(subjects.DELETE_THREAD, title="cmd.thread.delete",
+    @broker.subscriber(subjects.DELETE_THREAD, queue=COMMAND_QUEUE, title="cmd.thread.delete",
                        description="Delete a thread: its content is purged from the log "
                                    "(a content-free tombstone stays), its canvases and "
                                    "deltas too, and the projections drop its rows. "
@@ -146,14 +147,15 @@ def register_thread_commands(broker: NatsBroker, runner: CommandRunner,
     async def delete_thread(body: DeleteThread) -> dict[str, Any]:
         return (await deleter.delete_thread(body)).model_dump(mode="json")
 
-    @broker.subscriber(subjects.DELETE_USER_DATA, title="cmd.user.delete",
+    @broker.subscriber(subjects.DELETE_USER_DATA, queue=COMMAND_QUEUE, title="cmd.user.delete",
                        description="Delete every thread (messages, canvases) of the user. "
                                    "Usage and invoices stay; they hold no content. "
                                    "wait=false: reply at once, delete in the background.")
     async def delete_user_data(body: DeleteUserData) -> dict[str, Any]:
         return (await deleter.delete_user_data(body)).model_dump(mode="json")
 
-    @broker.subscriber(subjects.PENDING_DELETIONS, title="cmd.deletion.pending",
+    @broker.subscriber(subjects.PENDING_DELETIONS, queue=COMMAND_QUEUE,
+                       title="cmd.deletion.pending",
                        description="Purges still owed by the user's asynchronous deletions "
                                    "(of one thread with thread_id), after waiting up to "
                                    "wait_s for them. Result: {pending, done}.")

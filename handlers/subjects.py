@@ -22,3 +22,7 @@ ABORT_SIGNAL = "sig.agent.abort"
 
 ALL = [CREATE_THREAD, UPDATE_THREAD, DELETE_THREAD, DELETE_USER_DATA, PENDING_DELETIONS,
        SAVE_MESSAGES, GENERATE, ABORT, APPROVAL]
+
+COMMAND_QUEUE = "threadlog-handlers"
+"""The queue group of every command subscriber: with several handler processes, each
+command reaches exactly one of them (any may take any command: state is in the log)."""

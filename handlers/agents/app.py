@@ -20,6 +20,7 @@ from handlers.agents.llm_bridge import call_step, tool_runner
 from handlers.client import Client
 from handlers.runner import CommandRunner
 from handlers.streaming import DeltaWriter
+from handlers.subjects import COMMAND_QUEUE
 
 GENERATE = subjects.GENERATE
 ABORT = subjects.ABORT
@@ -43,7 +44,7 @@ def register_agent_commands(broker: NatsBroker, generator: Generator) -> AbortSi
     log = generator.runner.command_log
     signals = AbortSignals(generator)
 
-    @broker.subscriber(GENERATE, title=GENERATE,
+    @broker.subscriber(GENERATE, queue=COMMAND_QUEUE, title=GENERATE,
                        description="Run an agent in a thread (text, or an object for "
                                    "output_schema); stream=true publishes deltas.")
     async def generate(body: Generate) -> dict[str, Any]:
@@ -60,7 +61,7 @@ def register_agent_commands(broker: NatsBroker, generator: Generator) -> AbortSi
             log.record_soon(body, reply)
         return reply.model_dump(mode="json")
 
-    @broker.subscriber(subjects.APPROVAL, title=subjects.APPROVAL,
+    @broker.subscriber(subjects.APPROVAL, queue=COMMAND_QUEUE, title=subjects.APPROVAL,
                        description="Approve or deny a tool call that needs approval; the "
                                    "paused generation resumes once its step is decided.")
     async def approval(body: DecideApproval) -> dict[str, Any]:
@@ -74,7 +75,7 @@ def register_agent_commands(broker: NatsBroker, generator: Generator) -> AbortSi
             await log.record(body, reply)
         return reply.model_dump(mode="json")
 
-    @broker.subscriber(ABORT, title=ABORT,
+    @broker.subscriber(ABORT, queue=COMMAND_QUEUE, title=ABORT,
                        description="Abort a running generation, whichever process runs it; "
                                    "a pending message nobody runs is finalized as failed. "
                                    "A finished message is a conflict.")

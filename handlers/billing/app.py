@@ -38,6 +38,7 @@ from handlers.billing.commands import (
 from handlers.billing.invoice_status import change_invoice_status
 from handlers.billing.spend_ledger import SpendLedger
 from handlers.llm.usage_and_cost import ModelPrice
+from handlers.subjects import COMMAND_QUEUE
 
 
 @dataclass
@@ -54,17 +55,18 @@ def register_billing_commands(broker: NatsBroker, store: EventStore, *,
     billing = Billing(ledger, BudgetGuard(ledger, prices=prices,
                                           assumed_completion_tokens=assumed_completion_tokens))
 
-    @broker.subscriber(subjects.INVOICE_PAID, title=subjects.INVOICE_PAID,
+    @broker.subscriber(subjects.INVOICE_PAID, queue=COMMAND_QUEUE, title=subjects.INVOICE_PAID,
                        description="Mark a pending invoice paid (else invalid_transition).")
     async def invoice_paid(body: MarkInvoicePaid) -> dict[str, Any]:
         return (await change_invoice_status(store, body)).model_dump(mode="json")
 
-    @broker.subscriber(subjects.INVOICE_FAILED, title=subjects.INVOICE_FAILED,
+    @broker.subscriber(subjects.INVOICE_FAILED, queue=COMMAND_QUEUE, title=subjects.INVOICE_FAILED,
                        description="Mark a pending invoice failed (else invalid_transition).")
     async def invoice_failed(body: MarkInvoiceFailed) -> dict[str, Any]:
         return (await change_invoice_status(store, body)).model_dump(mode="json")
 
-    @broker.subscriber(subjects.SET_SPEND_LIMIT, title=subjects.SET_SPEND_LIMIT,
+    @broker.subscriber(subjects.SET_SPEND_LIMIT, queue=COMMAND_QUEUE,
+                       title=subjects.SET_SPEND_LIMIT,
                        description="Set (or clear with null) the user's spend limit per "
                                    "billing period, in USD.")
     async def set_spend_limit(body: SetSpendLimit) -> dict[str, Any]:
@@ -75,7 +77,7 @@ def register_billing_commands(broker: NatsBroker, store: EventStore, *,
         status = await ledger.status(body.user_id)
         return Reply.success(status.to_dict(), res.last_seq).model_dump(mode="json")
 
-    @broker.subscriber(subjects.BUDGET_STATUS, title=subjects.BUDGET_STATUS,
+    @broker.subscriber(subjects.BUDGET_STATUS, queue=COMMAND_QUEUE, title=subjects.BUDGET_STATUS,
                        description="The user's spend limit and spend so far in a period.")
     async def budget_status(body: BudgetQuery) -> dict[str, Any]:
         status = await ledger.status(body.user_id, body.period)
