@@ -19,8 +19,10 @@ class Batch:
     floor: int = 0
     """The view's checkpoint: events at or below it are not in ``source``."""
     first: int = 0
-    """The first sequence of the whole batch: rows a view stored with a lower ``seq``
-    come from earlier batches (the floor may lag while the previous batch commits)."""
+    """The first sequence of the whole batch. A view's rows stored before this batch have
+    a ``seq`` at or below ``max(floor, first - 1)``: below ``first`` (earlier batches;
+    ``floor`` may lag while a lane catches up), or at or below ``floor`` (a restart resumes
+    at the slowest view's checkpoint, below this view's)."""
     whole: str | None = None
     """The whole batch's table (all views), for lookups shared between views."""
     shared: dict[str, Any] = field(default_factory=dict, compare=False)

@@ -126,13 +126,14 @@ class MessagesView(SqlView):
             if batch.has("message_saved"):
                 self._insert(con, src, params, patched, replace)
             if patched:
-                # Rows saved in this batch were folded above (their seq is not below its
-                # first); rows saved earlier get the patch here.
+                # Rows saved by this apply were folded above (their seq is above both the
+                # view's floor and the batch's first - 1); rows saved earlier get the
+                # patch here.
                 sets = ", ".join(f'"{c}" = {e}' for c, e in _patched("messages").items())
                 con.execute(f"""UPDATE messages SET {sets}
                     FROM {_PATCHES} p
                     WHERE messages.message_id = p.message_id AND p.last_seq > messages.seq
-                      AND messages.seq < {int(batch.first)}""")
+                      AND messages.seq <= {max(int(batch.floor), int(batch.first) - 1)}""")
         finally:
             if patched:
                 con.execute(f"DROP TABLE IF EXISTS {_PATCHES}")
