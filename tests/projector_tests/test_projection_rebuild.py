@@ -61,3 +61,30 @@ async def test_bumping_a_view_version_rebuilds_only_that_view(
         "usage"] == 2
     assert cur.execute("SELECT count(*) FROM messages").fetchone() == (len(messages_before) + 1,)
     await p.close()
+
+
+async def test_a_batch_starting_below_a_views_checkpoint_still_finalizes_its_messages(
+        store: EventStore, nc: NATS, nats_server: EmbeddedNats, tmp_path: Path) -> None:
+    """A restart resumes at the slowest view's checkpoint + 1: the first batch then holds
+    events another view applied already. A message that view saved before, finalized
+    after its checkpoint, must still be finalized (the fold must not take the stored row
+    for one saved in this batch)."""
+    from events import Aggregate, MessageFinalized, TextPart
+    from projections.views.messages import MessagesView
+    from projections.views.threads import ThreadsView
+
+    db = tmp_path / "v.duckdb"
+    tid, _ = await create_thread(store, "u1")
+    mid, saved_seq = await save_message(store, "u1", tid, 0, role="assistant",
+                                        status="pending", text="")
+    p = await _run(nc, nats_server.url, db, store.stream, [MessagesView()])
+    await p.close()
+    await store.append(Aggregate.thread(tid), [MessageFinalized(
+        message_id=mid, thread_id=tid, status="success", content=[TextPart(text="done")])],
+        user_id="u1")
+    # threads is new: the feed starts at 1, below messages' checkpoint (saved_seq).
+    p = await _run(nc, nats_server.url, db, store.stream, [ThreadsView(), MessagesView()])
+    row = p.cursor().execute("SELECT status, text, seq FROM messages WHERE message_id = ?",
+                             [mid]).fetchall()
+    await p.close()
+    assert row == [("success", "done", saved_seq)]
