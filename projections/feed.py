@@ -64,6 +64,8 @@ class _Protocol(asyncio.Protocol):
         pos = 0
         size = len(buf)
         feed = self.feed
+        on_msg = feed._on_msg
+        received = False
         while True:
             end = buf.find(_CRLF, pos)
             if end < 0:
@@ -84,14 +86,17 @@ class _Protocol(asyncio.Protocol):
                 if hlen and buf.startswith(_STATUS_PREFIX, start):
                     feed._on_status(int(parts[2]), bytes(buf[start:start + hlen]), reply)
                 else:
-                    feed._on_msg(int(parts[2]), parts[1], reply,
-                                 bytes(buf[start + hlen:start + total]))
+                    on_msg(int(parts[2]), parts[1], reply,
+                           bytes(buf[start + hlen:start + total]))
+                    received = True
                 pos = start + total + 2
             else:
                 line = bytes(buf[pos:end])
                 pos = end + 2
                 feed._on_control(line)
         del buf[:pos]
+        if received:  # once per read, not per message
+            feed._received_some()
 
 
 class OrderedFeed:
@@ -116,6 +121,7 @@ class OrderedFeed:
         self._sid = 0
         self._dseq = 0
         self._last_seq = 0
+        self._last_reply = b"0"
         self._consumer: str | None = None
         self._needs_reset = False
         self._error: BaseException | None = None
@@ -217,9 +223,13 @@ class OrderedFeed:
             return
         self._dseq = dseq
         self._received += 1
-        self.pending = int(tokens[8 + off])
-        self._last_activity = time.monotonic()
+        self._last_reply = tokens[8 + off]
         self._items.append((int(tokens[5 + off]), subject, payload))
+
+    def _received_some(self) -> None:
+        """After the messages of one read: pending count, liveness, backpressure, wake."""
+        self.pending = int(self._last_reply)
+        self._last_activity = time.monotonic()
         if len(self._items) > self.high_water and not self._paused and self._proto:
             assert self._proto.transport is not None
             self._paused = True
