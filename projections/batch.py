@@ -46,13 +46,14 @@ class Batch:
                 last[str(t)] = max(int(s), last.get(str(t), 0))
         return sorted(last.items())
 
-    def after_deletions(self, deleted: list[tuple[str, int]],
-                        thread: str = "$.data.thread_id") -> tuple[str, list[object]]:
-        """The batch's events that come after any deletion of their thread in this batch,
-        and the source's parameters. The projector already drops a thread's events that
-        precede its ``thread_deleted`` in the batch (they never reach a view), so this is
-        ``source`` as is; views call it to say they rely on that."""
-        return self.source, []
+
+def latest_only(key: str, replace: bool) -> str:
+    """With ``replace`` (the re-applied batch after a key conflict), the clause keeping
+    only the latest event (by ``seq``) of each ``key``: ``INSERT OR REPLACE`` takes one
+    row per key. Empty otherwise (a key twice in one batch then raises the conflict)."""
+    if not replace:
+        return ""
+    return f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY seq DESC) = 1"
 
 
 def delete_threads(con: duckdb.DuckDBPyConnection, table: str,

@@ -17,8 +17,9 @@ the view's checkpoint, in one of two ways:
   (``json_transform``), nothing runs per event in Python. A batch may hold several
   events of one row (a message saved then finalized), so ``apply`` folds them in SQL:
   ``arg_max(field, seq)`` is the latest value, ``FILTER (WHERE f IS NOT NULL)`` skips
-  events leaving a field unchanged; ``Batch.deleted_threads``/``after_deletions`` handle
-  a deletion inside the batch.
+  events leaving a field unchanged; ``Batch.deleted_threads`` and ``delete_threads`` handle
+  a deletion inside the batch (the projector drops a thread's events that precede its
+  ``thread_deleted`` in the batch before any view sees them).
 - Python folding (any other :class:`View`): :meth:`View.new_batch` returns a
   :class:`ViewBatch`; the projector decodes each event once with plain ``json``
   (``Envelope`` dicts, no pydantic: events were validated at append), calls

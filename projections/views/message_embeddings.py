@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import duckdb
 
-from projections.batch import Batch, Fields, delete_threads
+from projections.batch import Batch, Fields, delete_threads, latest_only
 from projections.tables import Table
 from projections.view import SqlView
 
@@ -46,13 +46,12 @@ class MessageEmbeddingsView(SqlView):
               replace: bool = False) -> None:
         deleted = batch.deleted_threads(con)
         delete_threads(con, "message_embeddings", deleted)
-        src, params = batch.after_deletions(deleted)
+        src = batch.source  # the projector dropped content preceding a deletion
         if batch.has("message_embedded"):
-            dedupe = (f"QUALIFY row_number() OVER (PARTITION BY {F['message_id']} "
-                      f"ORDER BY seq DESC) = 1" if replace else "")
+            dedupe = latest_only(F['message_id'], replace)
             con.execute(f"""{MESSAGE_EMBEDDINGS.insert_verb(replace)}
                 SELECT {_EMBEDDED}
                 FROM (SELECT seq, payload, {F.extract()} FROM {src}
                       WHERE type = 'message_embedded')
                 WHERE {F['message_id']} IS NOT NULL {dedupe}
-            """, params)
+            """)

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import duckdb
 
-from projections.batch import Batch, Fields, delete_threads
+from projections.batch import Batch, Fields, delete_threads, latest_only
 from projections.tables import Table
 from projections.view import SqlView
 
@@ -115,16 +115,16 @@ class MessagesView(SqlView):
               replace: bool = False) -> None:
         deleted = batch.deleted_threads(con)
         delete_threads(con, "messages", deleted)
-        src, params = batch.after_deletions(deleted)
+        src = batch.source  # the projector dropped content preceding a deletion
         patched = batch.has("message_status_changed", "message_finalized")
         if patched:
             con.execute(f"""CREATE OR REPLACE TEMP TABLE {_PATCHES} AS
                 SELECT {_PATCH} FROM {_events(src, "type IN ('message_status_changed', "
                                                    "'message_finalized')")}
-                GROUP BY 1""", params)
+                GROUP BY 1""")
         try:
             if batch.has("message_saved"):
-                self._insert(con, src, params, patched, replace)
+                self._insert(con, src, patched, replace)
             if patched:
                 # Rows saved by this apply were folded above (their seq is above both the
                 # view's floor and the batch's first - 1); rows saved earlier get the
@@ -139,15 +139,14 @@ class MessagesView(SqlView):
                 con.execute(f"DROP TABLE IF EXISTS {_PATCHES}")
 
     @staticmethod
-    def _insert(con: duckdb.DuckDBPyConnection, src: str, params: list[object],
-                patched: bool, replace: bool) -> None:
-        dedupe = (f"QUALIFY row_number() OVER (PARTITION BY {F['message_id']} "
-                  f"ORDER BY seq DESC) = 1" if replace else "")
+    def _insert(con: duckdb.DuckDBPyConnection, src: str, patched: bool,
+                replace: bool) -> None:
+        dedupe = latest_only(F['message_id'], replace)
         events = _events(src, "type = 'message_saved'")
         saved = (f"(SELECT {_SAVED} FROM {events} "
                  f"WHERE {F['message_id']} IS NOT NULL {dedupe})")
         if not patched:
-            con.execute(f"{MESSAGES.insert_verb(replace)} SELECT * FROM {saved}", params)
+            con.execute(f"{MESSAGES.insert_verb(replace)} SELECT * FROM {saved}")
             return
         fold = _patched("s")
         cols = ", ".join(f'CASE WHEN p.message_id IS NULL THEN s."{c}" ELSE {fold[c]} END'
@@ -155,4 +154,4 @@ class MessagesView(SqlView):
         con.execute(f"""{MESSAGES.insert_verb(replace)}
             SELECT {cols} FROM {saved} s
             LEFT JOIN {_PATCHES} p ON p.message_id = s.message_id AND p.last_seq > s.seq
-        """, params)
+        """)

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import duckdb
 
-from projections.batch import Batch, Fields, delete_threads
+from projections.batch import Batch, Fields, delete_threads, latest_only
 from projections.tables import Table
 from projections.view import SqlView
 
@@ -48,10 +48,9 @@ class ThreadsView(SqlView):
               replace: bool = False) -> None:
         deleted = batch.deleted_threads(con)
         delete_threads(con, "threads", deleted)
-        src, params = batch.after_deletions(deleted)
+        src = batch.source  # the projector dropped content preceding a deletion
         if batch.has("thread_created"):
-            dedupe = (f"QUALIFY row_number() OVER (PARTITION BY {F['thread_id']} "
-                      f"ORDER BY seq DESC) = 1" if replace else "")
+            dedupe = latest_only(F['thread_id'], replace)
             con.execute(f"""{THREADS.insert_verb(replace)}
                 SELECT {F['thread_id']}, coalesce({F['user_id']}, {F['env_user']}),
                        {F['title']}, {F['summary']}, 'active',
@@ -60,7 +59,7 @@ class ThreadsView(SqlView):
                 FROM (SELECT seq, payload, {F.extract()} FROM {src}
                       WHERE type = 'thread_created')
                 WHERE {F['thread_id']} IS NOT NULL {dedupe}
-            """, params)
+            """)
         if batch.has("thread_metadata_updated"):
             con.execute(f"""UPDATE threads SET
                     title = coalesce(p.title, threads.title),
@@ -78,4 +77,4 @@ class ThreadsView(SqlView):
                             FROM {src} WHERE type = 'thread_metadata_updated')
                       GROUP BY 1) p
                 WHERE threads.thread_id = p.thread_id AND p.updated_seq > threads.created_seq
-            """, params)
+            """)

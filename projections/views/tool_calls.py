@@ -73,7 +73,7 @@ class ToolCallsView(SqlView):
         delete_threads(con, "tool_calls", deleted)
         if not batch.has(*(self.handles - {"thread_deleted"})):
             return
-        src, params = batch.after_deletions(deleted)
+        src = batch.source  # the projector dropped content preceding a deletion
         sets = ", ".join(f'"{c}" = coalesce(excluded."{c}", tool_calls."{c}")'
                          for c in TOOL_CALLS.columns if c not in _KEEP)
         con.execute(f"""INSERT INTO tool_calls ({TOOL_CALLS.column_list})
@@ -83,4 +83,4 @@ class ToolCallsView(SqlView):
             WHERE {F['thread_id']} IS NOT NULL AND {F['tool_call_id']} IS NOT NULL
             GROUP BY {F['thread_id']}, {F['tool_call_id']}
             ON CONFLICT (thread_id, tool_call_id) DO UPDATE SET {sets}
-        """, params)
+        """)
