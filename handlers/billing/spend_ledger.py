@@ -131,42 +131,34 @@ class SpendLedger:
 
     async def watch_limits(self, timeout: float = 5.0) -> None:
         """Follow ``spend_limit_set`` events (see the module docstring); returns once the
-        events stored so far are applied, or after ``timeout`` (then checks keep reading
-        until it catches up)."""
+        events stored so far are applied, or after ``timeout`` (checks keep reading until
+        the watcher reaches them)."""
         subject = f"{STREAM_PREFIX}.usage.*.spend_limit_set"
-        target = 0
         try:
             target = int((await self.store.js.get_last_msg(self.store.stream, subject)).seq
                          or 0)
         except NotFoundError:
             target = 0
-        applied = asyncio.Event()
-        last = 0
 
         async def on_msg(msg: Any) -> None:
-            nonlocal last
             try:
                 data = json.loads(msg.data).get("data", {})
                 self._limited[str(data["user_id"])] = data.get("limit_usd") is not None
             except (ValueError, KeyError, TypeError):
                 log.warning("spend_limit_set not understood: %r", msg.data[:200])
-            last = self._limits_seq = int(msg.metadata.sequence.stream)
-            if last >= target:
-                applied.set()
+            self._limits_seq = int(msg.metadata.sequence.stream)
+            if self._limits_seq >= target and self._limits_sub is not None:
+                self._limits_ready = True
             async with self._limits_moved:
                 self._limits_moved.notify_all()
 
         self._limits_sub = await self.store.js.subscribe(
             subject, cb=on_msg, ordered_consumer=True, stream=self.store.stream)
-        if target == 0:
-            applied.set()
+        self._limits_ready = self._limits_ready or target == 0
         try:
-            await asyncio.wait_for(applied.wait(), timeout)
+            await self.limits_applied(target, timeout)
         except TimeoutError:
             log.warning("spend limits not caught up after %.1fs: budget checks read", timeout)
-            asyncio.get_running_loop().create_task(self._ready_when(applied))
-            return
-        self._limits_ready = True
 
     async def limits_applied(self, seq: int, timeout: float = 5.0) -> None:
         """Wait until the watcher has applied the limit events up to stream sequence
@@ -174,10 +166,6 @@ class SpendLedger:
         async with self._limits_moved:
             await asyncio.wait_for(self._limits_moved.wait_for(
                 lambda: self._limits_seq >= seq), timeout)
-
-    async def _ready_when(self, applied: asyncio.Event) -> None:
-        await applied.wait()
-        self._limits_ready = self._limits_sub is not None
 
     async def stop_watching(self) -> None:
         sub, self._limits_sub = self._limits_sub, None
