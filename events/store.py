@@ -59,6 +59,14 @@ FEW = 8
 _LAST_SEQ = re.compile(r"wrong last sequence: (\d+)")
 
 
+def _expected_headers(aggregate: Aggregate, expected: Expected) -> dict[str, str]:
+    """The optimistic-concurrency headers of an append (none for ``"any"``)."""
+    if expected == "any":
+        return {}
+    return {H_EXPECTED_SEQ: str(0 if expected == "no_stream" else int(expected)),
+            H_EXPECTED_SUBJECT: aggregate.filter}
+
+
 @dataclass(frozen=True)
 class AppendResult:
     """Where an append landed. ``last_seq`` is the aggregate's new version."""
@@ -134,10 +142,7 @@ class EventStore:
         envs = self.envelopes(aggregate, events, command_id=command_id, user_id=user_id,
                               correlation_id=correlation_id)
         msg_ids = [f"{command_id}:{n}" if command_id else e.event_id for n, e in enumerate(envs)]
-        check: dict[str, str] = {}
-        if expected != "any":
-            check = {H_EXPECTED_SEQ: str(0 if expected == "no_stream" else int(expected)),
-                     H_EXPECTED_SUBJECT: aggregate.filter}
+        check = _expected_headers(aggregate, expected)
         subjects = [aggregate.subject(e.type) for e in envs]
         payloads = [e.to_bytes() for e in envs]
         if len(envs) == 1:
@@ -177,23 +182,11 @@ class EventStore:
         (env2,) = self.envelopes(aggregate, [second], command_id=command_ids[1],
                                  user_id=user_id, correlation_id=correlation_id)
         id1, id2 = f"{command_ids[0]}:0", f"{command_ids[1]}:0"
-        check: dict[str, str] = {}
-        if expected != "any":
-            check = {H_EXPECTED_SEQ: str(0 if expected == "no_stream" else int(expected)),
-                     H_EXPECTED_SUBJECT: aggregate.filter}
-        try:
-            raw = await self._acks.request_in_order([
-                (aggregate.subject(env1.type), env1.to_bytes(), {H_MSG_ID: id1, **check}),
-                (aggregate.subject(env2.type), env2.to_bytes(),
-                 {H_MSG_ID: id2, H_EXPECTED_LAST_MSG_ID: id1})], self.timeout)
-        except TimeoutError as exc:
-            raise Unavailable(f"no acknowledgement from stream {self.stream!r} in "
-                              f"{self.timeout}s", details={"aggregate": aggregate.prefix}
-                              ) from exc
-        if not raw[0] or not raw[1]:
-            raise Unavailable(f"no stream stores {aggregate.prefix}",
-                              details={"aggregate": aggregate.prefix})
-        ack1, ack2 = json.loads(raw[0]), json.loads(raw[1])
+        check = _expected_headers(aggregate, expected)
+        ack1, ack2 = await self._request_in_order([
+            (aggregate.subject(env1.type), env1.to_bytes(), {H_MSG_ID: id1, **check}),
+            (aggregate.subject(env2.type), env2.to_bytes(),
+             {H_MSG_ID: id2, H_EXPECTED_LAST_MSG_ID: id1})])
         if "error" in ack1:
             res1 = await self._on_error(aggregate, ack1["error"], id1, 1)
         else:
@@ -207,14 +200,26 @@ class EventStore:
         return res1, AppendResult(seq2, seq2, 1, duplicate=bool(ack2.get("duplicate")))
 
     async def _request(self, subject: str, payload: bytes, headers: dict[str, str]) -> Any:
+        (ack,) = await self._request_in_order([(subject, payload, headers)])
+        return ack
+
+    async def _request_in_order(self, messages: list[tuple[str, bytes, dict[str, str]]]
+                                ) -> list[Any]:
+        """Publish ``messages`` in order through the ack router and return their decoded
+        acknowledgements (in order)."""
+        subject = messages[0][0]
         try:
-            data = await self._acks.request(subject, payload, headers, self.timeout)
+            if len(messages) == 1:
+                replies = [await self._acks.request(*messages[0], self.timeout)]
+            else:
+                replies = await self._acks.request_in_order(messages, self.timeout)
         except TimeoutError as exc:
             raise Unavailable(f"no acknowledgement from stream {self.stream!r} in "
                               f"{self.timeout}s", details={"subject": subject}) from exc
-        if not data:  # a no-responders status: no stream listens on this subject
-            raise Unavailable(f"no stream stores {subject!r}", details={"subject": subject})
-        return json.loads(data)
+        for data, (subj, _, _) in zip(replies, messages, strict=True):
+            if not data:  # a no-responders status: no stream listens on this subject
+                raise Unavailable(f"no stream stores {subj!r}", details={"subject": subj})
+        return [json.loads(data) for data in replies]
 
     async def _publish_batch(self, subjects: list[str], payloads: list[bytes],
                              msg_ids: list[str], check: dict[str, str]) -> Any:
