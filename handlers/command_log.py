@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.js import JetStreamContext
@@ -89,3 +90,21 @@ class CommandLog:
     async def record(self, cmd: Command, reply: Reply) -> None:
         value = {"hash": command_hash(cmd), "reply": reply.model_dump(mode="json")}
         await self.kv.put(self.key(cmd), json.dumps(value).encode())
+
+
+async def answer_once(log: CommandLog | None, cmd: Command,
+                      produce: Callable[[], Awaitable[Reply]], *,
+                      record_in_background: bool = False) -> Reply:
+    """The stored reply of a re-sent ``cmd``, else ``produce()``'s reply, recorded
+    (awaited, or in the background after the reply with ``record_in_background``)."""
+    if log is not None:
+        stored = await log.lookup(cmd)
+        if stored is not None:
+            return stored
+    reply = await produce()
+    if log is not None:
+        if record_in_background:
+            log.record_soon(cmd, reply)
+        else:
+            await log.record(cmd, reply)
+    return reply

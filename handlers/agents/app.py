@@ -18,6 +18,7 @@ from handlers.agents.definition import AgentRegistry
 from handlers.agents.generation import Generator
 from handlers.agents.llm_bridge import call_step, tool_runner
 from handlers.client import Client
+from handlers.command_log import answer_once
 from handlers.runner import CommandRunner
 from handlers.streaming import DeltaWriter
 from handlers.subjects import COMMAND_QUEUE
@@ -65,28 +66,19 @@ def register_agent_commands(broker: NatsBroker, generator: Generator) -> AbortSi
                        description="Approve or deny a tool call that needs approval; the "
                                    "paused generation resumes once its step is decided.")
     async def approval(body: DecideApproval) -> dict[str, Any]:
-        if log is not None:
-            stored = await log.lookup(body)
-            if stored is not None:
-                return stored.model_dump(mode="json")
-        result = await decide_approval(generator, body)
-        reply = Reply.success(result, result.get("seq"))
-        if log is not None:
-            await log.record(body, reply)
-        return reply.model_dump(mode="json")
+        async def decide() -> Reply:
+            result = await decide_approval(generator, body)
+            return Reply.success(result, result.get("seq"))
+
+        return (await answer_once(log, body, decide)).model_dump(mode="json")
 
     @broker.subscriber(ABORT, queue=COMMAND_QUEUE, title=ABORT,
                        description="Abort a running generation, whichever process runs it; "
                                    "a pending message nobody runs is finalized as failed. "
                                    "A finished message is a conflict.")
     async def abort(body: Abort) -> dict[str, Any]:
-        if log is not None:
-            stored = await log.lookup(body)
-            if stored is not None:
-                return stored.model_dump(mode="json")
-        reply = await signals.abort(body)
-        if log is not None:
-            log.record_soon(body, reply)
+        reply = await answer_once(log, body, lambda: signals.abort(body),
+                                  record_in_background=True)
         return reply.model_dump(mode="json")
 
     return signals
