@@ -389,11 +389,11 @@ class Projector:
         for view, batch in prepared.batches:
             lanes.setdefault(view.lane % len(self._lanes), []).append((view, batch))
         last = prepared.last_seq
-        idle = [share for share in lanes.values() if self._idle(share, last)]
-        for share in idle:  # nothing to write: the checkpoint moves in memory only
-            lanes = {i: s for i, s in lanes.items() if s is not share}
-            for view, _ in share:
-                self._floors[view.name] = max(self._floors.get(view.name, 0), last)
+        for i, share in list(lanes.items()):
+            if self._idle(share, last):  # nothing to write: the checkpoint moves in memory
+                del lanes[i]
+                for view, _ in share:
+                    self._floors[view.name] = max(self._floors.get(view.name, 0), last)
         loop = asyncio.get_running_loop()
         results = await asyncio.gather(*(
             loop.run_in_executor(self._lanes[i][0], self._apply, self._lanes[i][1], share,
