@@ -30,7 +30,7 @@ from bench._report import now, rate, report
 from events import Aggregate, EventStore, EventStreamSpec, ThreadCreated, new_id
 from handlers.canvas import CanvasService, SnippetOptions, reference_snippets
 from handlers.canvas.commands import CreateCanvas, EditCanvas
-from handlers.thread_state import ThreadStateCache
+from handlers.threads.state import ThreadStateCache
 from threadlog.embedded_nats import EmbeddedNats
 
 WORDS = ["revenue", "churn", "roadmap", "hiring", "budget", "launch", "pricing", "retention",

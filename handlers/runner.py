@@ -19,8 +19,8 @@ from events import ConcurrencyError, EventStore
 from events.replies import Reply
 from handlers.command_log import CommandLog
 from handlers.commands import Command
-from handlers.thread_decisions import Decision
-from handlers.thread_state import ThreadState, ThreadStateCache
+from handlers.threads.decisions import Decision
+from handlers.threads.state import ThreadState, ThreadStateCache
 
 log = logging.getLogger(__name__)
 C = TypeVar("C", bound=Command)

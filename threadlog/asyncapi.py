@@ -1,5 +1,5 @@
 """The AsyncAPI document of every subject threadlog serves, generated from the FastStream
-subscribers (so it cannot drift: ``tests/test_asyncapi.py`` compares it with
+subscribers (so it cannot drift: ``tests/threadlog/test_asyncapi.py`` compares it with
 ``docs/asyncapi.json``)."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from events import EventStore
 from handlers import make_broker
 from handlers.agents.app import make_generator, register_agent_commands
 from handlers.agents.definition import AgentRegistry
-from handlers.app import register_thread_commands
 from handlers.billing import register_billing_commands
 from handlers.canvas import register_canvas_commands
 from handlers.runner import CommandRunner
-from handlers.thread_state import ThreadStateCache
+from handlers.threads.app import register_thread_commands
+from handlers.threads.state import ThreadStateCache
 from projections import QueryService, register_query_subscribers
 
 

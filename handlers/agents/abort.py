@@ -42,8 +42,8 @@ from events.replies import Reply
 from handlers import subjects
 from handlers.agents.commands import Abort
 from handlers.agents.generation import Generator
-from handlers.thread_decisions import Decision, require_owned
-from handlers.thread_state import ThreadState
+from handlers.threads.decisions import Decision, require_owned
+from handlers.threads.state import ThreadState
 
 log = logging.getLogger(__name__)
 SIGNAL_TIMEOUT_S = 0.5

@@ -28,8 +28,8 @@ from handlers.agents.commands import DecideApproval, Generate
 from handlers.agents.context import build_context
 from handlers.agents.generation import GenerationResult, Generator
 from handlers.llm.results import ToolCall
-from handlers.thread_decisions import Decision, require_owned
-from handlers.thread_state import ThreadState
+from handlers.threads.decisions import Decision, require_owned
+from handlers.threads.state import ThreadState
 
 
 def _decide(cmd: DecideApproval) -> Any:

@@ -7,7 +7,8 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from events import SafeId
-from handlers.commands import MAX_TEXT, Command
+from handlers.commands import Command
+from handlers.threads.commands import MAX_TEXT
 
 
 class Generate(Command):

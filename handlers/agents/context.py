@@ -21,7 +21,7 @@ from handlers.llm.messages import (
     remove_orphaned_tool_calls,
     to_chat_messages,
 )
-from handlers.thread_state import RecentMessage, ThreadState
+from handlers.threads.state import RecentMessage, ThreadState
 
 
 def build_context(state: ThreadState, agent: Agent, order: int, step_order: int,

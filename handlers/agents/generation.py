@@ -63,8 +63,8 @@ from handlers.llm.results import ModelResult
 from handlers.llm.tools import resolve_tools
 from handlers.runner import CommandRunner
 from handlers.streaming import DeltaWriter
-from handlers.thread_decisions import Decision, require_owned
-from handlers.thread_state import ThreadState
+from handlers.threads.decisions import Decision, require_owned
+from handlers.threads.state import ThreadState
 
 log = logging.getLogger(__name__)
 DeltaSink = Callable[[str], Awaitable[None]]

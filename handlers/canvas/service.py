@@ -43,8 +43,8 @@ from handlers.canvas.schema import CanvasSchema
 from handlers.canvas.state import CanvasState, CanvasStateCache, canvas_aggregate
 from handlers.command_log import CommandLog
 from handlers.commands import Command
-from handlers.thread_decisions import require_owned
-from handlers.thread_state import ThreadStateCache
+from handlers.threads.decisions import require_owned
+from handlers.threads.state import ThreadStateCache
 
 
 class CanvasService:

@@ -1,0 +1,159 @@
+"""Real deletion of a thread, or of all a user's threads.
+
+Deleting a thread appends ``thread_deleted``, then purges the thread's subjects from the
+log keeping only that content-free tombstone, purges its canvases and its streamed
+deltas. The projector removes the thread's rows when it applies the tombstone (a rebuild
+never sees the content at all). Usage records live on ``usage.<user_id>`` and stay.
+
+Synchronous (``wait: true``, the default): the reply comes after the purges. If the
+process dies between the tombstone and the purges, re-sending the command (same id, or
+any delete of that thread) runs the purges again: they are idempotent.
+
+Asynchronous (``wait: false``): the command is validated, a pending-purge record is
+written (``handlers.threads.pending_purges``), the tombstone appended, and the reply sent at
+once; the purges run in the background and remove the record when done. The thread is
+gone for every command from the tombstone on (and for queries once it is projected). A
+crash before the purges finish leaves the record, which the next handler start resumes.
+A record whose thread has no tombstone (the process died before appending it) is dropped
+at resume without purging anything. A user's asynchronous deletion writes one record for
+the user and deletes the threads one by one (tombstone, purges) in the background.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nats.js.errors import NotFoundError
+
+from events import Aggregate, Unavailable
+from events.replies import Reply
+from handlers.runner import CommandRunner
+from handlers.threads import decisions as thread_decisions
+from handlers.threads.commands import DeleteThread, DeleteUserData, PendingDeletions
+from handlers.threads.pending_purges import PendingPurges, Record, thread_key, user_key
+from handlers.threads.state import ThreadState
+from handlers.threads.user_threads import UserThreads
+
+
+class ThreadDeleter:
+    def __init__(self, runner: CommandRunner, canvas: Any = None,
+                 deltas_stream: str = "DELTAS", purges: PendingPurges | None = None) -> None:
+        self.runner = runner
+        self.store = runner.store
+        self.canvas = canvas
+        self.deltas_stream = deltas_stream
+        self.user_threads = UserThreads(runner.store)
+        self.purges = purges
+        """Records of asynchronous deletions; without it ``wait: false`` is unavailable."""
+
+    async def _purge(self, thread_id: str) -> None:
+        await self.store.purge(Aggregate.thread(thread_id), keep_last=1)
+        if self.canvas is not None:
+            await self.canvas.purge_thread(thread_id)
+        with contextlib.suppress(NotFoundError):
+            await self.store.js.purge_stream(self.deltas_stream,
+                                             subject=f"deltas.{thread_id}.>")
+
+    def _with_purge(self, d: thread_decisions.Decision, thread_id: str
+                    ) -> thread_decisions.Decision:
+        async def purge() -> None:
+            await self._purge(thread_id)
+
+        d.after = purge
+        return d
+
+    def _pending(self) -> PendingPurges:
+        if self.purges is None:
+            raise Unavailable("asynchronous deletion is not configured on this handler")
+        return self.purges
+
+    async def delete_thread(self, cmd: DeleteThread) -> Reply:
+        if not cmd.wait:
+            return await self._delete_thread_async(cmd)
+
+        def decide(state: ThreadState, c: DeleteThread) -> thread_decisions.Decision:
+            return self._with_purge(thread_decisions.delete_thread(state, c), c.thread_id)
+
+        def replay(state: ThreadState, c: DeleteThread) -> thread_decisions.Decision:
+            return self._with_purge(thread_decisions.replay_delete(state, c), c.thread_id)
+
+        return await self.runner.run(cmd, cmd.thread_id, decide, replay)
+
+    async def _delete_thread_async(self, cmd: DeleteThread) -> Reply:
+        """Validate, record the owed purge, append the tombstone, reply; purge later."""
+        purges = self._pending()
+        tid = cmd.thread_id
+        async with self.runner.states.lock(tid):
+            state = await self.runner.states.refresh(tid)
+            if cmd.command_id not in state.commands:
+                thread_decisions.delete_thread(state, cmd)  # refuses before any record
+        key = thread_key(cmd.user_id, tid)
+        await purges.add(key, {"kind": "thread", "user_id": cmd.user_id, "thread_id": tid,
+                               "command_id": cmd.command_id})
+        reply = await self.runner.run(cmd, tid, thread_decisions.delete_thread,
+                                      thread_decisions.replay_delete)
+        purges.run(key, lambda: self._purge(tid))
+        return Reply.success({**reply.result, "purge_pending": True}, reply.seq)
+
+    async def delete_user_data(self, cmd: DeleteUserData) -> Reply:
+        """Delete every thread ``cmd.user_id`` created; one sub-command per thread, so a
+        re-sent command resumes where a failed one stopped. With ``wait: false`` the
+        threads are deleted in the background (a pending record makes it resumable)."""
+        if cmd.wait:
+            deleted, seq = await self._delete_threads(cmd)
+            return Reply.success({"user_id": cmd.user_id, "threads_deleted": deleted}, seq)
+        purges = self._pending()
+        threads = await self.user_threads.threads_of(cmd.user_id)
+        key = user_key(cmd.user_id, cmd.command_id)
+        await purges.add(key, {"kind": "user", "user_id": cmd.user_id,
+                               "command_id": cmd.command_id})
+        purges.run(key, lambda: self._delete_threads_quietly(cmd))
+        return Reply.success({"user_id": cmd.user_id, "threads_deleted": threads,
+                              "purge_pending": True}, None)
+
+    async def _delete_threads(self, cmd: DeleteUserData) -> tuple[list[str], int]:
+        deleted: list[str] = []
+        seq = 0
+        for tid in await self.user_threads.threads_of(cmd.user_id):
+            sub = DeleteThread(command_id=f"{cmd.command_id}-{tid}"[:128].replace(".", "_"),
+                               user_id=cmd.user_id, thread_id=tid,
+                               correlation_id=cmd.command_id)
+            reply = await self.delete_thread(sub)
+            seq = max(seq, reply.seq or 0)
+            deleted.append(tid)
+        return deleted, seq
+
+    async def _delete_threads_quietly(self, cmd: DeleteUserData) -> None:
+        await self._delete_threads(cmd)
+
+    # -- asynchronous deletions: resume and progress -------------------------------------
+    def resume_purge(self, key: str, record: Record) -> Callable[[], Awaitable[None]]:
+        """The background work of a pending record found at start."""
+        if record.get("kind") == "user":
+            cmd = DeleteUserData(command_id=record["command_id"], user_id=record["user_id"])
+            return lambda: self._delete_threads_quietly(cmd)
+        tid = str(record.get("thread_id"))
+
+        async def purge_if_deleted() -> None:
+            async with self.runner.states.lock(tid):
+                state = await self.runner.states.refresh(tid)
+            if state.deleted:  # no tombstone: the command died before it; nothing owed
+                await self._purge(tid)
+
+        return purge_if_deleted
+
+    async def resume(self) -> int:
+        """Resume the purges of every pending record (at handler start)."""
+        return 0 if self.purges is None else await self.purges.resume(self.resume_purge)
+
+    async def pending(self, cmd: PendingDeletions) -> Reply:
+        """The caller's pending purges (of ``thread_id`` only, if given), after waiting up
+        to ``wait_s`` for them to finish."""
+        keys = (thread_key(cmd.user_id, cmd.thread_id) if cmd.thread_id
+                else f"{cmd.user_id}.>")
+        left = await self._pending().wait(keys, cmd.wait_s)
+        items = [{k: r[k] for k in ("kind", "thread_id", "command_id", "requested_at")
+                  if k in r} for r in left.values()]
+        return Reply.success({"user_id": cmd.user_id, "pending": items, "done": not items})
