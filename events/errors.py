@@ -5,8 +5,10 @@ replies), a human ``message`` and structured ``details``::
 
     ThreadlogError                      code
     ├── ValidationFailed                invalid_input
+    │   ├── InvalidJson                 invalid_json
     │   ├── InvalidId                   invalid_id
     │   └── PayloadTooLarge             payload_too_large
+    ├── ReplyTooLarge                   reply_too_large
     ├── UnknownEventType                unknown_event_type
     ├── NotFound                        not_found
     ├── Forbidden                       forbidden
@@ -49,6 +51,12 @@ class ValidationFailed(ThreadlogError):
     code = "invalid_input"
 
 
+class InvalidJson(ValidationFailed):
+    """A request body is not JSON, not UTF-8, or not a JSON object."""
+
+    code = "invalid_json"
+
+
 class InvalidId(ValidationFailed):
     """An id is not a safe NATS subject token."""
 
@@ -59,6 +67,13 @@ class PayloadTooLarge(ValidationFailed):
     """A command, event or document is above its configured size limit."""
 
     code = "payload_too_large"
+
+
+class ReplyTooLarge(ThreadlogError):
+    """A reply is above the connection's max payload; ``details``: ``size``, ``limit``.
+    The request should ask for less (``limit``/``cursor`` pages)."""
+
+    code = "reply_too_large"
 
 
 class UnknownEventType(ThreadlogError):

@@ -15,6 +15,7 @@ from faststream import FastStream
 from faststream.nats import NatsBroker
 
 from events import EventStore
+from events.decoding import faststream_decoder
 from handlers.agents.abort import AbortSignals
 from handlers.agents.definition import AgentRegistry
 from handlers.agents.generation import Generator
@@ -35,7 +36,7 @@ def make_broker(servers: str | list[str], *, max_command_bytes: int = 1_000_000,
     """A broker whose every reply has the threadlog shape (errors included)."""
     return NatsBroker(servers, middlewares=[error_middleware(),
                                             size_limit_middleware(max_command_bytes)],
-                      **kwargs)
+                      decoder=faststream_decoder, **kwargs)
 
 
 @dataclass
@@ -83,8 +84,8 @@ async def build_handlers(broker: NatsBroker, store: EventStore,
     purges = await PendingPurges.open(store.js, f"{store.stream}_purges",
                                       replicas=store.spec.replicas)
     deleter = register_thread_commands(broker, runner, canvas, deltas_stream, purges)
-    billing = register_billing_commands(broker, store, default_limit_usd=spend_limit_usd,
-                                        prices=prices)
+    billing = register_billing_commands(broker, store, command_log=command_log,
+                                        default_limit_usd=spend_limit_usd, prices=prices)
     generator = make_generator(runner, store.nc, agents or AgentRegistry())
     generator.canvas = canvas
     generator.check_budget = billing.guard.check_budget

@@ -6,48 +6,92 @@ its events carry the same ``Nats-Msg-Id``\\s and the same derived ids, so the st
 reports a duplicate and the reply is rebuilt identically.
 
 Reusing a command id with a different body is an error (``command_id_reused``).
+
+Erasure: replies may hold content (generated text, canvas text), so deleting a thread
+erases the replies of the commands that produced its events (:meth:`CommandLog.erase_replies`,
+by stream sequence, with erase). A KV delete or purge would leave the bytes in the block
+files, and nats-py creates KV buckets with ``deny_delete`` (no message delete, and a
+stream update cannot lift it), so :meth:`CommandLog.open` creates the bucket's backing
+stream ``KV_<bucket>`` itself, KV-compatible but deletable, and recreates a bucket found
+with ``deny_delete`` (its entries are only a cache: a re-sent command is answered from
+its idempotent events). A reply is written once (``create``): an overwrite would make
+the server drop the old revision without erasing it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
-from events import ThreadlogError
+from events import EventStore, ThreadlogError
 from events.replies import Reply
+from events.store import EventRef
 from handlers.commands import Command
 
 log = logging.getLogger(__name__)
+_KEY_TOKEN = re.compile(r"^[A-Za-z0-9_\-=]+$")
+"""A key part we may look up (no subject syntax: ``.``, ``*``, ``>``, spaces)."""
 
 
 def command_hash(cmd: Command) -> str:
     return hashlib.sha256(cmd.model_dump_json().encode()).hexdigest()[:32]
 
 
+def bucket_stream_config(bucket: str, ttl_s: float, replicas: int = 1) -> StreamConfig:
+    """The backing stream of the command-log bucket: what ``js.create_key_value`` makes
+    (history 1, file storage, TTL) except that messages may be deleted (erased)."""
+    return StreamConfig(
+        name=f"KV_{bucket}", subjects=[f"$KV.{bucket}.>"], allow_rollup_hdrs=True,
+        allow_msg_ttl=True, deny_delete=False, discard=DiscardPolicy.NEW,
+        duplicate_window=min(ttl_s, 120.0) if ttl_s else 120.0, max_age=ttl_s,
+        max_consumers=-1, max_msgs=-1, max_bytes=-1, max_msg_size=-1,
+        max_msgs_per_subject=1, num_replicas=replicas, storage=StorageType.FILE)
+
+
 class CommandLog:
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, bucket: str | None = None) -> None:
         self.kv = kv
+        self.bucket: str = bucket or kv._name
         self._writes: set[asyncio.Task[None]] = set()
+
+    @property
+    def stream(self) -> str:
+        """The bucket's backing stream."""
+        return f"KV_{self.bucket}"
 
     @classmethod
     async def open(cls, js: JetStreamContext, bucket: str, ttl_s: float,
                    replicas: int = 1) -> CommandLog:
+        """Open the bucket, creating its backing stream (deletable) if missing. A bucket
+        found with ``deny_delete`` (created by ``js.create_key_value``) cannot be erased:
+        it is deleted (its files go with it) and recreated; its replies are lost, which
+        only makes re-sent commands be answered from their events."""
+        cfg = bucket_stream_config(bucket, ttl_s, replicas)
+        assert cfg.name is not None
         try:
-            kv = await js.key_value(bucket)
-        except BucketNotFoundError:
-            kv = await js.create_key_value(KeyValueConfig(
-                bucket=bucket, ttl=ttl_s, storage=StorageType.FILE, replicas=replicas,
-                history=1))
-        return cls(kv)
+            info = await js.stream_info(cfg.name)
+        except NotFoundError:
+            info = None
+        if info is not None and info.config.deny_delete:
+            log.warning("command log %s denies message deletes (its replies could not be "
+                        "erased): recreating it", bucket)
+            with contextlib.suppress(NotFoundError):
+                await js.delete_stream(cfg.name)
+            info = None
+        if info is None:
+            await js.add_stream(cfg)  # idempotent when another process created it alike
+        return cls(await js.key_value(bucket), bucket)
 
     @staticmethod
     def key(cmd: Command) -> str:
@@ -88,8 +132,38 @@ class CommandLog:
             await asyncio.gather(*list(self._writes), return_exceptions=True)
 
     async def record(self, cmd: Command, reply: Reply) -> None:
+        """Store the reply once: a reply already stored for this key stays (it is the
+        same reply: a command's result is rebuilt from its idempotent events), so no
+        revision is ever replaced (a replaced revision is dropped without erase)."""
         value = {"hash": command_hash(cmd), "reply": reply.model_dump(mode="json")}
-        await self.kv.put(self.key(cmd), json.dumps(value).encode())
+        with contextlib.suppress(KeyWrongLastSequenceError):
+            await self.kv.create(self.key(cmd), json.dumps(value).encode())
+
+    def keys_of(self, refs: Iterable[EventRef]) -> set[str]:
+        """The keys of the replies that may hold content of these events: one per
+        candidate command id of each event (``EventRef.command_ids``) and its user."""
+        keys: set[str] = set()
+        for r in refs:
+            if r.user_id is None:
+                continue
+            for cid in r.command_ids:
+                if _KEY_TOKEN.match(r.user_id) and _KEY_TOKEN.match(cid):
+                    keys.add(f"{r.user_id}.{cid}")
+        return keys
+
+    async def erase_replies(self, store: EventStore, refs: Iterable[EventRef]) -> int:
+        """Erase the stored replies of the commands that produced ``refs`` (by stream
+        sequence in ``KV_<bucket>``, with erase: no bytes left). Waits for this
+        process's background writes first, so a reply recorded just before is erased
+        too. Returns how many replies were erased; idempotent.
+
+        Not covered: a reply another process writes after this call (e.g. a generation
+        on the thread still finishing elsewhere). Raises like
+        :meth:`EventStore.erase_seqs`."""
+        await self.drain()
+        subjects = [f"$KV.{self.bucket}.{k}" for k in self.keys_of(refs)]
+        found = await store.last_seqs(self.stream, subjects)
+        return await store.erase_seqs(self.stream, found.values())
 
 
 async def answer_once(log: CommandLog | None, cmd: Command,

@@ -1,4 +1,5 @@
-"""Running a command against a thread: dedupe, decide, append, reply.
+"""Running a command against a thread: the generic pipeline (``handlers.aggregate_runner``)
+for thread aggregates, plus two commands in one round trip (:meth:`CommandRunner.apply_two`).
 
 Guarantees
 - A refused command (validation, not found, forbidden...) appends nothing.
@@ -17,6 +18,7 @@ from typing import TypeVar
 
 from events import ConcurrencyError, EventStore
 from events.replies import Reply
+from handlers.aggregate_runner import AggregateKind, AggregateRunner
 from handlers.command_log import CommandLog
 from handlers.commands import Command
 from handlers.threads.decisions import Decision
@@ -26,29 +28,35 @@ log = logging.getLogger(__name__)
 C = TypeVar("C", bound=Command)
 
 
+def thread_kind(states: ThreadStateCache) -> AggregateKind[ThreadState, Decision]:
+    """Threads: a command is applied when its id is among the state's recent commands
+    (the reply's seq is then the thread's version, as before)."""
+    return AggregateKind(
+        "thread",
+        applied=lambda st, cid: st.version if cid in st.commands else None,
+        advance=lambda st, d, seq, cid: states.advance(st, d.events, seq, cid))
+
+
 class CommandRunner:
+    """:class:`AggregateRunner` over threads (``pipeline``), keyed by thread id, with the
+    signatures the thread and agent handlers use."""
+
     def __init__(self, store: EventStore, states: ThreadStateCache,
                  command_log: CommandLog | None, *, max_attempts: int = 10) -> None:
         self.store = store
         self.states = states
         self.command_log = command_log
-        self.max_attempts = max_attempts
+        self.pipeline = AggregateRunner(store, states, command_log, thread_kind(states),
+                                        max_attempts=max_attempts)
 
     async def run(self, cmd: C, thread_id: str, decide: Callable[[ThreadState, C], Decision],
                   replay: Callable[[ThreadState, C], Decision]) -> Reply:
         """Decide ``cmd`` on thread ``thread_id`` and append its events.
 
         ``replay`` rebuilds the decision's result from the thread state when the command
-        was already applied (its events are in ``state.commands``).
-        """
-        if self.command_log is not None:
-            stored = await self.command_log.lookup(cmd)
-            if stored is not None:
-                return stored
-        decision, seq = await self.apply(
-            thread_id, cmd.command_id, cmd.user_id, lambda st: decide(st, cmd),
-            lambda st: replay(st, cmd), correlation_id=cmd.correlation_id)
-        return await self._finish(cmd, decision, seq)
+        was already applied (its events are in ``state.commands``)."""
+        return await self.pipeline.run(cmd, thread_id, lambda st: decide(st, cmd),
+                                       lambda st: replay(st, cmd))
 
     async def apply(self, thread_id: str, command_id: str, user_id: str | None,
                     decide: Callable[[ThreadState], Decision],
@@ -56,30 +64,8 @@ class CommandRunner:
                     correlation_id: str | None = None) -> tuple[Decision, int]:
         """Decide on the thread's current state and append, under the thread's lock,
         retrying on conflicts. Returns the decision and the thread's version after it."""
-        async with self.states.lock(thread_id):
-            state = await self.states.get(thread_id)
-            for _ in range(self.max_attempts):
-                if command_id in state.commands:
-                    return replay(state), state.version
-                decision = decide(state)
-                if not decision.events:
-                    return decision, state.version
-                try:
-                    res = await self.store.append(
-                        state.aggregate, decision.events,
-                        expected=state.version or "no_stream", command_id=command_id,
-                        user_id=user_id, correlation_id=correlation_id)
-                except ConcurrencyError:
-                    state = await self.states.refresh(thread_id)
-                    continue
-                if res.duplicate:
-                    await self.states.refresh(thread_id)
-                else:
-                    self.states.advance(state, decision.events, res.last_seq, command_id)
-                return decision, res.last_seq
-        raise ConcurrencyError(
-            f"thread {thread_id!r} kept changing; gave up after {self.max_attempts} attempts",
-            current_version=state.version)
+        return await self.pipeline.apply(thread_id, command_id, user_id, decide, replay,
+                                         correlation_id=correlation_id)
 
     async def apply_two(self, thread_id: str, user_id: str | None,
                         first: tuple[str, Callable[[ThreadState], Decision],
@@ -125,11 +111,3 @@ class CommandRunner:
                                    lambda st: decide2(st, first_decision), replay2,
                                    correlation_id=correlation_id)
         return d1, d2, seq
-
-    async def _finish(self, cmd: Command, decision: Decision, seq: int) -> Reply:
-        if decision.after is not None:
-            await decision.after()
-        reply = Reply.success(decision.result, seq)
-        if self.command_log is not None:
-            await self.command_log.record(cmd, reply)
-        return reply

@@ -62,10 +62,28 @@ class AggregateStateCache(Generic[S]):
         return st
 
     async def refresh(self, key: str) -> S:
-        """Catch the cached state up with events appended by others (after a conflict)."""
-        st = await self.get(key)
+        """The state caught up with events appended by others (after a conflict, or
+        before deciding on an aggregate other processes write): a cached state reads only
+        the events after its position; a missing one is loaded (one read either way)."""
+        st = self._states.get(key)
+        if st is None:
+            return await self.get(key)
+        self._states.move_to_end(key)
         st.apply_recorded(await self.store.read(st.aggregate, after_seq=self._position(st)))
         return st
+
+    def position(self, state: S) -> int:
+        """The stream sequence of the last event folded into ``state`` (0: none): the
+        expected version of the next append."""
+        return self._position(state)
+
+    def snapshot(self) -> dict[str, S]:
+        """The cached states by key (a copy of the mapping; the states are live)."""
+        return dict(self._states)
+
+    def cached(self, key: str) -> S | None:
+        """The cached state, if any, without loading it or touching the LRU order."""
+        return self._states.get(key)
 
     def forget(self, key: str) -> None:
         self._states.pop(key, None)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -37,9 +36,11 @@ import duckdb
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from events import EventStore, ThreadlogError
-from events.replies import Reply
+from events.decoding import validate_request
+from events.replies import Reply, bounded_reply_bytes, reply_for
 from scheduler.invoice_computation import PeriodInvoices, compute_invoices, uninvoiced_periods
 from scheduler.invoice_issuer import IssueReport, issue_invoices
 from scheduler.periods import check_period, period_end, period_of, previous_period
@@ -53,6 +54,22 @@ JOB_ID = "threadlog-monthly-invoices"
 RUN_SUBJECT = "cmd.invoices.run"
 """Request ``{"period": "YYYY-MM"}`` -> reply ``{"ok", "result": {period, issued,
 already_issued}}``: a manual run, served by the scheduler (it has the DuckDB cursor)."""
+
+
+class RunInvoices(BaseModel):
+    """The body of ``cmd.invoices.run`` (strict, like every command model)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    period: str
+
+    @field_validator("period")
+    @classmethod
+    def _check_period(cls, v: str) -> str:
+        try:
+            return check_period(v)
+        except ThreadlogError:
+            raise ValueError("must be YYYY-MM") from None
 
 
 def monthly_trigger() -> CronTrigger:
@@ -70,7 +87,7 @@ class InvoiceScheduler:
     def __init__(self, store: EventStore, connection: ConnectionProvider, *,
                  wait_caught_up: WaitCaughtUp | None = None, clock: Clock = utc_now,
                  grace: timedelta = timedelta(days=1), retry_s: float = 600.0,
-                 concurrency: int = 256) -> None:
+                 concurrency: int = 256, max_request_bytes: int = 1_000_000) -> None:
         self.store = store
         self.connection = connection
         self.wait_caught_up = wait_caught_up
@@ -78,6 +95,7 @@ class InvoiceScheduler:
         self.grace = grace
         self.retry_s = retry_s
         self.concurrency = concurrency
+        self.max_request_bytes = max_request_bytes
         self.completed: asyncio.Queue[IssueReport] = asyncio.Queue()
         """Every finished run's report (scheduled, catch-up or manual), for observers."""
         self.catch_up_task: asyncio.Task[list[IssueReport]] | None = None
@@ -159,17 +177,17 @@ class InvoiceScheduler:
             self.catch_up_task = asyncio.ensure_future(self._catch_up_logged())
 
     async def _on_run_request(self, msg: Any) -> None:
+        """``cmd.invoices.run`` through the same path as every subject: size limit, strict
+        decoding and validation (:func:`events.decoding.validate_request`), one error
+        mapping (``reply_for``) and a reply bounded by the connection's max payload."""
         try:
-            body = json.loads(msg.data or b"{}")
-            period = body.get("period") if isinstance(body, dict) else None
-            report = await self.run_period(str(period))
+            req = validate_request(RunInvoices, msg.data, max_bytes=self.max_request_bytes)
+            report = await self.run_period(req.period)
             reply = Reply.success(report.to_dict())
-        except ThreadlogError as exc:
-            reply = Reply.failure(exc)
         except Exception as exc:
-            log.exception("manual invoice run failed")
-            reply = Reply.failure(ThreadlogError(f"internal error: {type(exc).__name__}"))
-        await msg.respond(reply.model_dump_json().encode())
+            reply = reply_for(exc, where=RUN_SUBJECT)
+        if msg.reply:
+            await msg.respond(bounded_reply_bytes(reply, self.store.nc.max_payload))
 
     async def _catch_up_logged(self) -> list[IssueReport]:
         try:

@@ -24,9 +24,7 @@ from typing import Any
 from faststream.nats import NatsBroker
 
 import events.invoice_events  # noqa: F401  (registers the billing events)
-from events import Aggregate, EventStore
-from events.invoice_events import SpendLimitSet
-from events.replies import Reply
+from events import EventStore
 from handlers.billing import subjects
 from handlers.billing.budget_guard import BudgetGuard
 from handlers.billing.commands import (
@@ -35,8 +33,9 @@ from handlers.billing.commands import (
     MarkInvoicePaid,
     SetSpendLimit,
 )
-from handlers.billing.invoice_status import change_invoice_status
+from handlers.billing.service import BillingCommands
 from handlers.billing.spend_ledger import SpendLedger
+from handlers.command_log import CommandLog
 from handlers.llm.usage_and_cost import ModelPrice
 from handlers.subjects import COMMAND_QUEUE
 
@@ -48,39 +47,35 @@ class Billing:
 
 
 def register_billing_commands(broker: NatsBroker, store: EventStore, *,
+                              command_log: CommandLog | None = None,
                               default_limit_usd: float | None = None,
                               prices: Mapping[str, ModelPrice] | None = None,
                               assumed_completion_tokens: int = 512) -> Billing:
     ledger = SpendLedger(store, default_limit_usd=default_limit_usd)
     billing = Billing(ledger, BudgetGuard(ledger, prices=prices,
                                           assumed_completion_tokens=assumed_completion_tokens))
+    commands = BillingCommands(store, ledger, command_log)
 
     @broker.subscriber(subjects.INVOICE_PAID, queue=COMMAND_QUEUE, title=subjects.INVOICE_PAID,
                        description="Mark a pending invoice paid (else invalid_transition).")
     async def invoice_paid(body: MarkInvoicePaid) -> dict[str, Any]:
-        return (await change_invoice_status(store, body)).model_dump(mode="json")
+        return (await commands.mark_invoice(body)).model_dump(mode="json")
 
     @broker.subscriber(subjects.INVOICE_FAILED, queue=COMMAND_QUEUE, title=subjects.INVOICE_FAILED,
                        description="Mark a pending invoice failed (else invalid_transition).")
     async def invoice_failed(body: MarkInvoiceFailed) -> dict[str, Any]:
-        return (await change_invoice_status(store, body)).model_dump(mode="json")
+        return (await commands.mark_invoice(body)).model_dump(mode="json")
 
     @broker.subscriber(subjects.SET_SPEND_LIMIT, queue=COMMAND_QUEUE,
                        title=subjects.SET_SPEND_LIMIT,
                        description="Set (or clear with null) the user's spend limit per "
                                    "billing period, in USD.")
     async def set_spend_limit(body: SetSpendLimit) -> dict[str, Any]:
-        res = await store.append(Aggregate("usage", body.user_id),
-                                 [SpendLimitSet(user_id=body.user_id, limit_usd=body.limit_usd)],
-                                 command_id=body.command_id, user_id=body.user_id,
-                                 correlation_id=body.correlation_id)
-        status = await ledger.status(body.user_id)
-        return Reply.success(status.to_dict(), res.last_seq).model_dump(mode="json")
+        return (await commands.set_spend_limit(body)).model_dump(mode="json")
 
     @broker.subscriber(subjects.BUDGET_STATUS, queue=COMMAND_QUEUE, title=subjects.BUDGET_STATUS,
                        description="The user's spend limit and spend so far in a period.")
     async def budget_status(body: BudgetQuery) -> dict[str, Any]:
-        status = await ledger.status(body.user_id, body.period)
-        return Reply.success(status.to_dict()).model_dump(mode="json")
+        return (await commands.budget_status(body)).model_dump(mode="json")
 
     return billing

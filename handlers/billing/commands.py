@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from events import SafeId, ValidationFailed
 from events.invoice_events import check_period
-from handlers.commands import Command
+from handlers.commands import STRICT_INPUT, Command
 
 
 def _period(v: str) -> str:
@@ -38,13 +38,13 @@ class SetSpendLimit(Command):
     """The user's spend limit per billing period in USD; ``null`` removes it (the
     configured default applies again)."""
 
-    limit_usd: float | None = Field(None, ge=0)
+    limit_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
 
 
 class BudgetQuery(BaseModel):
     """The user's limit and spend for ``period`` (default: the current one, UTC)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT_INPUT
 
     user_id: SafeId
     period: str | None = None

@@ -24,6 +24,10 @@ within milliseconds; a call checked in that window goes unchecked, which budgets
 allow (they are soft under concurrent calls). Users with a limit are checked against the
 log as above. Until the watcher has caught up (or if it stops), every check reads.
 
+The folds live in an :class:`AggregateStateCache` (``SpendLedger.users``), which the
+aggregate runner of ``cmd.budget.set`` shares (``handlers.billing.service``): a limit
+set here is folded at once, under the same per-user lock.
+
 Failure modes: NATS errors propagate (``unavailable``). At most ``max_users`` users are
 cached (least recently used dropped; they are re-read on demand).
 """
@@ -34,7 +38,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,9 +46,11 @@ from typing import Any
 from nats.js.errors import NotFoundError
 
 from events import Aggregate, ConcurrencyError, EventStore, RecordedEvent, UsageRecorded
+from events.catalogue import Event
 from events.envelope import STREAM_PREFIX, EventEnvelope
 from events.invoice_events import SpendLimitSet, period_of
 from events.store import AppendResult
+from handlers.state_cache import AggregateStateCache
 
 NANO = 1_000_000_000
 log = logging.getLogger(__name__)
@@ -62,16 +67,28 @@ class ModelSpend:
 class UserSpend:
     """One user's fold: spend per period (and per model), and the limit set by command."""
 
+    user_id: str = ""
     after_seq: int = 0
     nanos: dict[str, int] = field(default_factory=dict)
     by_model: dict[str, dict[str, ModelSpend]] = field(default_factory=dict)
     limit_usd: float | None = None
     limit_set: bool = False
 
+    @property
+    def aggregate(self) -> Aggregate:
+        return Aggregate("usage", self.user_id)
+
+    def apply_recorded(self, records: list[RecordedEvent]) -> None:
+        for rec in records:
+            self.apply(rec)
+
     def apply(self, rec: RecordedEvent) -> None:
-        ev = rec.event
+        self.fold(rec.event, rec.seq, rec.envelope.occurred_at)
+
+    def fold(self, ev: Event, seq: int, occurred_at: datetime) -> None:
+        """Fold one event stored at ``seq`` (``occurred_at``: its envelope's time)."""
         if isinstance(ev, UsageRecorded):
-            period = period_of(ev.at or rec.envelope.occurred_at)
+            period = period_of(ev.at or occurred_at)
             cost = round(ev.cost * NANO)
             self.nanos[period] = self.nanos.get(period, 0) + cost
             line = self.by_model.setdefault(period, {}).setdefault(ev.model, ModelSpend())
@@ -82,7 +99,7 @@ class UserSpend:
         elif isinstance(ev, SpendLimitSet):
             self.limit_usd = ev.limit_usd
             self.limit_set = ev.limit_usd is not None
-        self.after_seq = rec.seq
+        self.after_seq = seq
 
     def spent_usd(self, period: str) -> float:
         return self.nanos.get(period, 0) / NANO
@@ -119,8 +136,9 @@ class SpendLedger:
         self.default_limit_usd = default_limit_usd
         self.clock = clock
         self.max_users = max_users
-        self._users: OrderedDict[str, UserSpend] = OrderedDict()
-        self._locks: dict[str, asyncio.Lock] = {}
+        self.users: AggregateStateCache[UserSpend] = AggregateStateCache(
+            store, lambda uid: UserSpend(user_id=uid), lambda st: st.after_seq, max_users)
+        """The folds, by user id (the aggregate runner of ``cmd.budget.set`` shares it)."""
         self._appending: set[str] = set()
         self._limited: dict[str, bool] = {}
         """Users whose latest ``spend_limit_set`` sets a limit (watcher; see the module)."""
@@ -180,21 +198,22 @@ class SpendLedger:
         return (self.default_limit_usd is None and self._limits_ready
                 and not self._limited.get(user_id, False))
 
+    @property
+    def _users(self) -> dict[str, UserSpend]:
+        """The cached folds (kept for tests that look inside)."""
+        return self.users.snapshot()
+
     async def user(self, user_id: str) -> UserSpend:
         """The user's fold, caught up with the log."""
-        lock = self._locks.setdefault(user_id, asyncio.Lock())
-        async with lock:
-            spend = self._users.get(user_id) or UserSpend()
-            for rec in await self.store.read(Aggregate("usage", user_id), spend.after_seq):
-                spend.apply(rec)
-            # A read is as fresh as the watcher (fresher for this process's own commands).
-            self._limited[user_id] = spend.limit_set and spend.limit_usd is not None
-            self._users[user_id] = spend
-            self._users.move_to_end(user_id)
-            while len(self._users) > self.max_users:
-                evicted, _ = self._users.popitem(last=False)
-                self._locks.pop(evicted, None)
+        async with self.users.lock(user_id):
+            spend = await self.users.refresh(user_id)
+            self.note_limit(spend)
         return spend
+
+    def note_limit(self, spend: UserSpend) -> None:
+        """A read (or our own append) is as fresh as the watcher (fresher for this
+        process's own commands)."""
+        self._limited[spend.user_id] = spend.limit_set and spend.limit_usd is not None
 
     async def append_usage(self, user_id: str, env: EventEnvelope) -> AppendResult:
         """Append ``env`` (a usage event) to ``usage.<user_id>``; fold it into the cached
@@ -202,7 +221,7 @@ class SpendLedger:
         the module docstring). One such append per user at a time; others meanwhile append
         without the check (no conflicts between our own appends)."""
         agg = Aggregate("usage", user_id)
-        spend = self._users.get(user_id)
+        spend = self.users.cached(user_id)
         if spend is None or user_id in self._appending:
             return await self.store.append(agg, [env])
         expected = spend.after_seq
@@ -214,9 +233,9 @@ class SpendLedger:
         finally:
             self._appending.discard(user_id)
         if not res.duplicate:
-            async with self._locks.setdefault(user_id, asyncio.Lock()):
+            async with self.users.lock(user_id):
                 # A read that ran meanwhile may have folded it already: then after_seq moved.
-                if self._users.get(user_id) is spend and spend.after_seq == expected:
+                if self.users.cached(user_id) is spend and spend.after_seq == expected:
                     spend.apply(RecordedEvent(res.last_seq, agg.subject(env.type), env))
         return res
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from events import SafeId
-from handlers.commands import Command
+from handlers.commands import STRICT_INPUT, Command
 
 
 class CreateCanvas(Command):
@@ -46,7 +46,7 @@ class RevertCanvasEdit(Command):
 
 
 class CanvasQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT_INPUT
 
     user_id: SafeId
     canvas_id: SafeId

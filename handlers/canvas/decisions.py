@@ -9,11 +9,13 @@ No I/O. A refused command raises a ``ThreadlogError`` subclass and appends nothi
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from events import ConcurrencyError, NotFound, PayloadTooLarge, ThreadlogError, derived_id
 from events.canvas_events import CanvasCreated, CanvasEdited
+from events.catalogue import Event
 from handlers.canvas.commands import CreateCanvas, EditCanvas, RevertCanvasEdit
 from handlers.canvas.errors import PatchTestFailed, RevertConflict
 from handlers.canvas.patching import PatchOutcome, apply_patch, check_ops, inverse_ops
@@ -24,9 +26,17 @@ from handlers.canvas.summaries import summarize
 
 @dataclass
 class CanvasDecision:
+    """One event and the reply's result (a ``Decided`` for the aggregate runner);
+    ``outcome`` is the computed patch, folded without re-applying the ops."""
+
     event: CanvasCreated | CanvasEdited
     result: dict[str, Any]
     outcome: PatchOutcome | None = None
+    after: Callable[[], Awaitable[None]] | None = None
+
+    @property
+    def events(self) -> list[Event]:
+        return [self.event]
 
 
 def canvas_id_for(cmd: CreateCanvas) -> str:

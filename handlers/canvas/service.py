@@ -17,11 +17,11 @@ Guarantees
 
 from __future__ import annotations
 
-from typing import Any
-
-from events import ConcurrencyError, EventStore, NotFound
+from events import EventStore, NotFound
 from events.canvas_events import CanvasEdited
 from events.replies import Reply
+from events.store import EventRef
+from handlers.aggregate_runner import AggregateKind, AggregateRunner, Decided, Decision
 from handlers.canvas.commands import (
     CanvasHistory,
     CreateCanvas,
@@ -42,7 +42,6 @@ from handlers.canvas.directory import CanvasDirectory
 from handlers.canvas.schema import CanvasSchema
 from handlers.canvas.state import CanvasState, CanvasStateCache, canvas_aggregate
 from handlers.command_log import CommandLog
-from handlers.commands import Command
 from handlers.threads.decisions import require_owned
 from handlers.threads.state import ThreadStateCache
 
@@ -56,71 +55,38 @@ class CanvasService:
         self.threads = threads
         self.command_log = command_log
         self.schema = schema or CanvasSchema()
-        self.max_attempts = max_attempts
         self.canvases = CanvasStateCache(store, cache_capacity)
         self.directory = CanvasDirectory(store)
+        self.runner: AggregateRunner[CanvasState, Decided] = AggregateRunner(
+            store, self.canvases, command_log,
+            AggregateKind("canvas", applied=_applied_at, advance=self._advance),
+            max_attempts=max_attempts)
 
     # ------------------------------------------------------------------ commands
     async def create(self, cmd: CreateCanvas) -> Reply:
-        return await self._run(cmd, canvas_id_for(cmd),
-                               lambda st: create_canvas(st, cmd, self.schema),
-                               thread_id=cmd.thread_id)
+        return await self.runner.run(
+            cmd, canvas_id_for(cmd), lambda st: create_canvas(st, cmd, self.schema),
+            lambda st: _replayed(st, cmd.command_id),
+            authorize=lambda st: self._check_owner(st, cmd.user_id, cmd.thread_id))
 
     async def edit(self, cmd: EditCanvas) -> Reply:
-        return await self._run(cmd, cmd.canvas_id,
-                               lambda st: edit_canvas(st, cmd, self.schema))
+        return await self.runner.run(
+            cmd, cmd.canvas_id, lambda st: edit_canvas(st, cmd, self.schema),
+            lambda st: _replayed(st, cmd.command_id),
+            authorize=lambda st: self._check_owner(st, cmd.user_id))
 
     async def revert(self, cmd: RevertCanvasEdit) -> Reply:
-        return await self._run(cmd, cmd.canvas_id,
-                               lambda st: revert_edit(st, cmd, self.schema))
+        return await self.runner.run(
+            cmd, cmd.canvas_id, lambda st: revert_edit(st, cmd, self.schema),
+            lambda st: _replayed(st, cmd.command_id),
+            authorize=lambda st: self._check_owner(st, cmd.user_id))
 
-    async def _run(self, cmd: Command, canvas_id: str, decide: Any,
-                   thread_id: str | None = None) -> Reply:
-        if self.command_log is not None:
-            stored = await self.command_log.lookup(cmd)
-            if stored is not None:
-                return stored
-        async with self.canvases.lock(canvas_id):
-            state = await self.canvases.get(canvas_id)
-            for _ in range(self.max_attempts):
-                if cmd.command_id in state.commands:
-                    reply = self._replayed(state, *state.commands[cmd.command_id])
-                    break
-                await self._check_owner(state, cmd.user_id, thread_id)
-                decision: CanvasDecision = decide(state)
-                try:
-                    res = await self.store.append(
-                        state.aggregate, [decision.event], expected=state.seq or "no_stream",
-                        command_id=cmd.command_id, user_id=cmd.user_id,
-                        correlation_id=cmd.correlation_id)
-                except ConcurrencyError:
-                    state = await self.canvases.refresh(canvas_id)
-                    continue
-                if res.duplicate:
-                    state = await self.canvases.refresh(canvas_id)
-                    continue
-                state.apply(decision.event, res.last_seq, cmd.command_id,
-                            outcome=decision.outcome)
-                if state.thread_id is not None and not isinstance(decision.event,
-                                                                  CanvasEdited):
-                    self.directory.add(state.thread_id, canvas_id)
-                reply = Reply.success(decision.result, res.last_seq)
-                break
-            else:
-                raise ConcurrencyError(
-                    f"canvas {canvas_id!r} kept changing; gave up after {self.max_attempts} "
-                    "attempts", current_version=state.version)
-        if self.command_log is not None:
-            await self.command_log.record(cmd, reply)
-        return reply
-
-    def _replayed(self, state: CanvasState, version: int, seq: int) -> Reply:
-        if version == 0:
-            return Reply.success(created_result(state.canvas_id, state.thread_id or ""), seq)
-        rec = state.index.records[version - 1]
-        return Reply.success({"canvas_id": state.canvas_id, "version": rec.version,
-                              "base_version": rec.base_version, "touched": list(rec.touched),
-                              "summary": rec.summary, "reverts": rec.reverts}, rec.seq)
+    def _advance(self, state: CanvasState, decision: Decided, seq: int,
+                 command_id: str) -> None:
+        assert isinstance(decision, CanvasDecision)
+        state.apply(decision.event, seq, command_id, outcome=decision.outcome)
+        if state.thread_id is not None and not isinstance(decision.event, CanvasEdited):
+            self.directory.add(state.thread_id, state.canvas_id)
 
     async def _check_owner(self, state: CanvasState, user_id: str,
                            thread_id: str | None = None) -> None:
@@ -172,13 +138,42 @@ class CanvasService:
 
     # ------------------------------------------------------------------ deletion
     async def purge_thread(self, thread_id: str) -> list[str]:
-        """Remove the canvases of a deleted thread from the log and from memory.
+        """Erase the canvases of a deleted thread from the log (down to the bytes on
+        disk: :meth:`EventStore.erase`), with the command-log replies of the commands
+        that produced their events, and forget them in memory.
 
-        Call after the thread's ``thread_deleted`` is appended; idempotent. Returns the
-        canvas ids purged."""
+        Call after the thread's ``thread_deleted`` is appended; idempotent and
+        retry-safe: each canvas's ``canvas_created`` (by which the directory finds it)
+        is erased after its other events and its replies, so a crash mid-way leaves the
+        canvas findable by the next run. Returns the canvas ids erased."""
+        log = self.command_log
+
+        async def erase_replies(refs: list[EventRef]) -> None:
+            if log is not None:
+                await log.erase_replies(self.store, refs)
+
         ids = await self.directory.canvases_of(thread_id)
         for cid in ids:
-            await self.store.purge(canvas_aggregate(cid))
+            await self.store.erase(canvas_aggregate(cid), last_types={"canvas_created"},
+                                   before=erase_replies)
             self.canvases.forget(cid)
         self.directory.forget_thread(thread_id)
         return ids
+
+
+def _applied_at(state: CanvasState, command_id: str) -> int | None:
+    """The sequence of the command's event if it is folded into the canvas."""
+    done = state.commands.get(command_id)
+    return None if done is None else done[1]
+
+
+def _replayed(state: CanvasState, command_id: str) -> Decision:
+    """The first reply's result of a command already applied to the canvas."""
+    version, _ = state.commands[command_id]
+    if version == 0:
+        return Decision([], created_result(state.canvas_id, state.thread_id or ""))
+    rec = state.index.records[version - 1]
+    return Decision([], {"canvas_id": state.canvas_id, "version": rec.version,
+                         "base_version": rec.base_version, "touched": list(rec.touched),
+                         "summary": rec.summary, "reverts": rec.reverts})
+

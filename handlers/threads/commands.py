@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator
+from pydantic import BaseModel, Field, FiniteFloat, field_validator
 
 from events import ContentPart, SafeId, TextPart
 from events.content import MessageStatus, Role
 from events.thread_events import MAX_EMBEDDING_DIMENSIONS
-from handlers.commands import Command
+from handlers.commands import STRICT_INPUT, Command
 
 MAX_TEXT = 200_000
 MAX_MESSAGES = 100
@@ -56,14 +56,14 @@ class PendingDeletions(Command):
     ``thread_id``), waiting up to ``wait_s`` seconds for them to finish. Appends nothing."""
 
     thread_id: SafeId | None = None
-    wait_s: float = Field(0.0, ge=0.0, le=60.0)
+    wait_s: float = Field(0.0, ge=0.0, le=60.0, allow_inf_nan=False)
 
 
 class Embedding(BaseModel):
     """A precomputed embedding of a message's text (Convex's ``embeddings`` of
     ``saveMessages``): found by vector searches with the same ``model``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT_INPUT
 
     model: str = Field(min_length=1, max_length=200, description="the embedding model")
     vector: list[FiniteFloat] = Field(min_length=1, max_length=MAX_EMBEDDING_DIMENSIONS)
@@ -72,7 +72,7 @@ class Embedding(BaseModel):
 class NewMessage(BaseModel):
     """A message to save. ``content`` may be a plain string (one text part)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT_INPUT
 
     message_id: SafeId | None = None
     role: Role

@@ -1,5 +1,9 @@
 """The typed inputs of every query subject (validated with pydantic; bad input is an
-``invalid_input`` error listing the fields)."""
+``invalid_input`` error listing the fields).
+
+Strict like the command models (``handlers.commands.STRICT_INPUT``, not imported here:
+projections do not depend on handlers): ``"5"`` or ``true`` for an integer, a string for a
+float and non-finite floats are refused."""
 
 from __future__ import annotations
 
@@ -19,12 +23,13 @@ MAX_PAGE = 500
 class Query(BaseModel):
     """Fields every query takes: who asks, and the stream sequence it must see."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     user_id: SafeId
     min_seq: int | None = Field(None, ge=0, description="wait until the projection has "
                                 "applied this stream sequence (read your writes)")
-    wait_s: float | None = Field(None, gt=0, description="how long to wait for min_seq "
+    wait_s: float | None = Field(None, gt=0, allow_inf_nan=False,
+                                 description="how long to wait for min_seq "
                                  "(capped by the server's limit)")
 
 
@@ -93,7 +98,8 @@ class MessagesSearch(Query):
                               description="the embedding model of vector: only messages "
                               "embedded by it are compared")
     vector_score_threshold: float | None = Field(
-        None, ge=-1, le=1, description="minimum cosine similarity of a vector hit")
+        None, ge=-1, le=1, allow_inf_nan=False,
+        description="minimum cosine similarity of a vector hit")
     rrf_k: int = Field(RRF_K, ge=1, le=10_000, description="reciprocal rank fusion "
                        "constant: a hit at rank r of a search scores 1/(rrf_k + r)")
     thread_id: SafeId | None = Field(None, description="this thread (only, unless "

@@ -6,16 +6,16 @@ has the shape of :class:`events.replies.Reply`; ``seq`` is the projection checkp
 read saw (at least ``min_seq`` when given).
 
 Failure modes: invalid input is ``invalid_input`` (``invalid_json`` for a body that is
-not JSON) with the failing fields; a ``min_seq`` not reached within the wait is
-``timeout`` with ``details.checkpoint``/``min_seq``/``behind``; reads raise ``not_found``
-and ``forbidden``; ``sql`` adds ``sql_error``/``sql_forbidden``/``sql_row_limit``/
-``sql_timeout``; anything unexpected is ``internal`` (logged).
+not a JSON object; strict types, bounded nesting: ``events.decoding``) with the failing
+fields; a reply over the connection's max payload is ``reply_too_large``; a ``min_seq``
+not reached within the wait is ``timeout`` with ``details.checkpoint``/``min_seq``/
+``behind``; reads raise ``not_found`` and ``forbidden``; ``sql`` adds ``sql_error``/
+``sql_forbidden``/``sql_row_limit``/``sql_timeout``; anything unexpected is ``internal`` (logged).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
-from pydantic import ValidationError
 
-from events.errors import ThreadlogError, ValidationFailed, pydantic_error_details
-from events.replies import Reply
+from events.decoding import validate_request
+from events.errors import ThreadlogError
+from events.replies import Reply, bounded_reply, reply_for
 from projections.projector import Projector
 from projections.queries import models, reads
 from projections.queries.sql import SqlLimits, run_sql
@@ -77,8 +77,9 @@ class QueryService:
     """Runs queries against a :class:`Projector` (in its process)."""
 
     def __init__(self, projector: Projector, *, sql_limits: SqlLimits | None = None,
-                 prefix: str = "query") -> None:
+                 prefix: str = "query", max_request_bytes: int = 1_000_000) -> None:
         self.projector = projector
+        self.max_request_bytes = max_request_bytes
         self.sql_limits = sql_limits or SqlLimits()
         self.prefix = prefix
         self._cursor_lock = threading.Lock()
@@ -87,25 +88,25 @@ class QueryService:
     def subject(self, name: str) -> str:
         return f"{self.prefix}.{name}"
 
+    def max_reply_bytes(self) -> int | None:
+        """The projector connection's max payload (the server's INFO), if known."""
+        limit = getattr(self.projector.nc, "max_payload", None)
+        return limit if isinstance(limit, int) and limit > 0 else None
+
     async def handle_raw(self, name: str, payload: bytes) -> Reply:
-        """Validate a JSON request body for query ``name`` and run it."""
+        """Validate a JSON request body for query ``name`` (size, strict JSON, model:
+        ``events.decoding.validate_request``), run it, and bound the reply by the
+        connection's max payload (``reply_too_large``)."""
         spec = self._specs.get(name)
         if spec is None:
             return Reply.failure(ThreadlogError(f"unknown query {name!r}", code="not_found",
                                                 details={"known": sorted(self._specs)}))
         try:
-            body = json.loads(payload or b"{}")
-        except ValueError:
-            return Reply.failure(ValidationFailed("the request body is not JSON",
-                                                  code="invalid_json"))
-        try:
-            query = spec.model.model_validate(body)
-        except ValidationError as exc:
-            details = pydantic_error_details(exc)
-            fields = ", ".join(".".join(e["loc"]) for e in details["errors"])
-            return Reply.failure(ValidationFailed(f"invalid {name} query: {fields}",
-                                                  details=details))
-        return await self.execute(name, query)
+            query = validate_request(spec.model, payload, max_bytes=self.max_request_bytes)
+        except Exception as exc:
+            return reply_for(exc, where=self.subject(name))
+        reply = await self.execute(name, query)
+        return bounded_reply(reply, self.max_reply_bytes())
 
     async def execute(self, name: str, query: models.Query) -> Reply:
         """Run a validated query; every error becomes a failure reply."""
@@ -124,22 +125,14 @@ class QueryService:
                 read = _READS[name]
                 result = await self._in_thread(lambda cur: read(cur, query))
             return Reply.success(result, seq=seq)
-        except ThreadlogError as exc:
-            return Reply.failure(exc)
         except Exception as exc:
-            log.exception("query %s failed", name)
-            return Reply.failure(ThreadlogError(f"internal error: {type(exc).__name__}",
-                                                code="internal"))
+            return reply_for(exc, where=self.subject(name))
 
     async def _in_thread(self, fn: Callable[[duckdb.DuckDBPyConnection], dict[str, Any]]
                          ) -> dict[str, Any]:
         def run() -> dict[str, Any]:
-            with self._cursor_lock:
-                cur = self.projector.cursor()
-            try:
+            with self.projector.reading() as cur:
                 return fn(cur)
-            finally:
-                cur.close()
 
         return await asyncio.to_thread(run)
 
