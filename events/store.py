@@ -12,9 +12,14 @@ Guarantees
   sequences with ``duplicate=True`` and appends nothing.
 - Atomicity: several events go in one atomic batch (ADR-50): all stored or none.
 
+- Erasure: :meth:`EventStore.erase` deletes an aggregate's events *with erase*: the
+  server overwrites each message's bytes in its block file with random data before it
+  answers, so the content is in no file of the store afterwards (a purge only marks
+  messages deleted and leaves the bytes; see ``docs/erasure-nats.md``).
+
 Failure modes: a server that does not answer in ``timeout`` raises :class:`Unavailable`;
 nothing is retried here (the caller decides, since a timed-out append may have landed:
-re-append with the same ids to find out).
+re-append with the same ids to find out; an erase is idempotent: run it again).
 """
 
 from __future__ import annotations
@@ -23,12 +28,13 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import nats.errors
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -52,6 +58,13 @@ H_BATCH_SEQ = "Nats-Batch-Sequence"
 H_BATCH_COMMIT = "Nats-Batch-Commit"
 
 ERR_WRONG_LAST_SEQ = 10071
+ERR_NO_MESSAGE = 10037
+"""``no message found`` of a message get."""
+_GONE = ("no message found", "stream store eof")
+"""A message delete answers every failure with err_code 10057; these descriptions mean
+the sequence is already deleted (or beyond the stream's last): nothing left to erase."""
+ERASE_WINDOW = 64
+"""Erase (or look-up) requests in flight at once on the JetStream API."""
 ERR_BATCH_DUPLICATE = 10201
 MAX_BATCH = 1000
 FEW = 8
@@ -75,6 +88,40 @@ class AppendResult:
     last_seq: int
     count: int
     duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class EventRef:
+    """What erasure needs of one stored event: where it is and which commands caused it
+    (no content). ``command_ids`` are the candidates for the command's stored reply:
+    the ``Nats-Msg-Id`` prefix (``<command_id>:<n>``), the causation and correlation ids."""
+
+    seq: int
+    subject: str
+    type: str
+    user_id: str | None
+    command_ids: frozenset[str]
+
+    @classmethod
+    def from_msg(cls, seq: int, subject: str, headers: dict[str, str] | None,
+                 data: bytes) -> EventRef:
+        ids: set[str] = set()
+        msg_id = (headers or {}).get(H_MSG_ID)
+        if msg_id and ":" in msg_id:
+            ids.add(msg_id.rsplit(":", 1)[0])
+        env: dict[str, Any] = {}
+        with contextlib.suppress(ValueError):
+            decoded = json.loads(data)
+            if isinstance(decoded, dict):
+                env = decoded
+        for k in ("causation_id", "correlation_id"):
+            v = env.get(k)
+            if isinstance(v, str) and v:
+                ids.add(v)
+        user = env.get("user_id")
+        return cls(seq=seq, subject=subject, type=str(env.get("type", "")),
+                   user_id=user if isinstance(user, str) and user else None,
+                   command_ids=frozenset(ids))
 
 
 class EventStore:
@@ -344,6 +391,12 @@ class EventStore:
         Messages purged from the stream are skipped, so the last one delivered may be
         below ``end``: we also stop when the consumer reports nothing pending.
         """
+        async for seq, msg in self._iterate_msgs(subject, from_seq, end):
+            yield seq, msg.subject, msg.data
+
+    async def _iterate_msgs(self, subject: str, from_seq: int, end: int | None
+                            ) -> AsyncIterator[tuple[int, Msg]]:
+        """:meth:`_iterate` yielding ``(stream sequence, message)`` (headers included)."""
         sub = await self.js.subscribe(
             subject, stream=self.stream, ordered_consumer=True,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
@@ -366,7 +419,7 @@ class EventStore:
                 seq = meta.sequence.stream
                 if end is not None and seq > end:
                     return
-                yield seq, msg.subject, msg.data
+                yield seq, msg
                 if end is not None and (seq >= end or meta.num_pending == 0):
                     return
         finally:
@@ -379,6 +432,110 @@ class EventStore:
 
     # ------------------------------------------------------------------ delete
     async def purge(self, aggregate: Aggregate, *, keep_last: int = 0) -> None:
-        """Remove the aggregate's events from the log (keeping the last ``keep_last``)."""
+        """Remove the aggregate's events from the log (keeping the last ``keep_last``).
+
+        Not an erasure: the server only marks the messages deleted and their bytes stay
+        in the block files until a compaction that may never come (and a purged message
+        can no longer be erased). Use :meth:`erase` for content that must be gone."""
         await self.js.purge_stream(self.stream, subject=aggregate.filter,
                                    keep=keep_last or None)
+
+    async def refs(self, aggregate: Aggregate) -> list[EventRef]:
+        """Every event of ``aggregate`` (up to its version at the call) as an
+        :class:`EventRef`, in order: one subject-filtered ordered consumer."""
+        end = await self.version(aggregate)
+        if end == 0:
+            return []
+        return [EventRef.from_msg(seq, msg.subject, msg.headers, msg.data)
+                async for seq, msg in self._iterate_msgs(aggregate.filter, 1, end)]
+
+    async def erase(self, aggregate: Aggregate, *, keep_types: Collection[str] = (),
+                    last_types: Collection[str] = (),
+                    before: Callable[[list[EventRef]], Awaitable[None]] | None = None
+                    ) -> int:
+        """Erase every event of ``aggregate`` except those whose type is in
+        ``keep_types`` (e.g. the content-free ``thread_deleted`` tombstone). Returns how
+        many were erased. Events whose type is in ``last_types`` are erased only once
+        every other one is: the event an index finds the aggregate by (e.g.
+        ``thread_created``) goes last, so a crash mid-way leaves the aggregate findable.
+
+        ``before`` is awaited with the events about to be erased (not yet erased), so a
+        caller can first erase what was derived from them (the command log's replies)
+        while their command ids can still be read: a crash in between leaves the
+        events, and running ``erase`` again repeats both steps.
+
+        Guarantees: on return every erased message's bytes were overwritten with random
+        data by the server (``no_erase: false``), in the block files too. Idempotent: an
+        already erased or missing sequence counts as done. Events appended after the
+        call started are not erased (call again). Failure modes: :class:`Unavailable`
+        when the server does not answer in ``timeout`` (part may be erased: call again);
+        :class:`ThreadlogError` (``erase_failed``) when it refuses (e.g. a stream with
+        ``deny_delete``)."""
+        refs = [r for r in await self.refs(aggregate) if r.type not in keep_types]
+        if not refs:
+            return 0
+        if before is not None:
+            await before(refs)
+        n = await self.erase_seqs(self.stream, [r.seq for r in refs if r.type not in last_types])
+        return n + await self.erase_seqs(self.stream,
+                                         [r.seq for r in refs if r.type in last_types])
+
+    def _api(self, op: str, stream: str) -> str:
+        prefix = getattr(self.js, "_prefix", None) or "$JS.API"
+        return f"{prefix}.STREAM.{op}.{stream}"
+
+    async def _api_pipelined(self, subject: str, bodies: Sequence[dict[str, Any]]
+                             ) -> list[dict[str, Any]]:
+        """Send JetStream API requests without waiting for one reply before the next
+        (``ERASE_WINDOW`` in flight) and return the decoded replies in order."""
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(bodies), ERASE_WINDOW):
+            chunk = bodies[i:i + ERASE_WINDOW]
+            out += await self._request_in_order(
+                [(subject, json.dumps(b).encode(), {}) for b in chunk])
+        return out
+
+    async def erase_seqs(self, stream: str, seqs: Iterable[int]) -> int:
+        """Delete the messages ``seqs`` of ``stream`` with erase (the server overwrites
+        their bytes with random data), pipelined. Returns how many the server erased
+        now (already deleted or missing ones are fine and not counted).
+
+        Raises :class:`ThreadlogError` (``erase_failed``) on any other refusal, e.g.
+        ``message delete not permitted`` on a ``deny_delete`` stream (every KV bucket
+        that nats-py creates), and :class:`Unavailable` on no answer."""
+        todo = sorted(set(seqs))
+        if not todo:
+            return 0
+        replies = await self._api_pipelined(self._api("MSG.DELETE", stream),
+                                            [{"seq": s, "no_erase": False} for s in todo])
+        erased = 0
+        for seq, rep in zip(todo, replies, strict=True):
+            err = rep.get("error")
+            if err is None:
+                erased += bool(rep.get("success"))
+            elif not (err.get("err_code") == ERR_NO_MESSAGE
+                      or str(err.get("description", "")).lower() in _GONE):
+                raise ThreadlogError(
+                    f"erasing message {seq} of stream {stream!r} was refused: "
+                    f"{err.get('description')}", code="erase_failed",
+                    details={"stream": stream, "seq": seq, "server_error": err})
+        return erased
+
+    async def last_seqs(self, stream: str, subjects: Iterable[str]) -> dict[str, int]:
+        """The sequence of the last message on each of ``subjects`` in ``stream`` (from
+        the stream leader, pipelined); subjects with no message are left out."""
+        subs = sorted(set(subjects))
+        if not subs:
+            return {}
+        replies = await self._api_pipelined(self._api("MSG.GET", stream),
+                                            [{"last_by_subj": s} for s in subs])
+        out: dict[str, int] = {}
+        for subj, rep in zip(subs, replies, strict=True):
+            err = rep.get("error")
+            if err is None:
+                out[subj] = int(rep["message"]["seq"])
+            elif err.get("err_code") != ERR_NO_MESSAGE:
+                raise ThreadlogError(f"reading {subj!r} of stream {stream!r} failed: "
+                                     f"{err.get('description')}", code="read_failed",
+                                     details={"stream": stream, "server_error": err})
+        return out

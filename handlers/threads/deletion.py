@@ -1,22 +1,39 @@
-"""Real deletion of a thread, or of all a user's threads.
+"""Real deletion of a thread, or of all a user's threads, down to the bytes on disk.
 
-Deleting a thread appends ``thread_deleted``, then purges the thread's subjects from the
-log keeping only that content-free tombstone, purges its canvases and its streamed
-deltas. The projector removes the thread's rows when it applies the tombstone (a rebuild
-never sees the content at all). Usage records live on ``usage.<user_id>`` and stay.
+Deleting a thread appends ``thread_deleted``, then *erases* (not purges: a purge leaves
+the bytes in the server's block files; see ``docs/erasure-nats.md``):
 
-Synchronous (``wait: true``, the default): the reply comes after the purges. If the
-process dies between the tombstone and the purges, re-sending the command (same id, or
-any delete of that thread) runs the purges again: they are idempotent.
+1. the stored command-log replies of the commands that produced the thread's events
+   (they may hold generated text), found from the events' ``Nats-Msg-Id`` /
+   causation / correlation ids (:meth:`CommandLog.erase_replies`);
+2. every event of the thread except the content-free tombstone, ``thread_created`` last
+   (it is how a user's threads are found again if the erasure is interrupted);
+3. the thread's canvases likewise (``CanvasService.purge_thread``);
+4. the streamed deltas (memory storage: a purge frees them, nothing is on disk).
+
+Each step is idempotent and ordered so that a crash leaves what the next run needs to
+find the rest. The projector removes the thread's rows when it applies the tombstone (a
+rebuild never sees the content at all). Usage records live on ``usage.<user_id>`` and
+stay (they hold no content). The delete command's own reply (``{thread_id, deleted}``)
+holds no content and is recorded after the erasure.
+
+Synchronous (``wait: true``, the default): the reply comes after the erasure. If the
+process dies between the tombstone and the end of the erasure, re-sending the command
+(same id, or any delete of that thread) runs it again.
 
 Asynchronous (``wait: false``): the command is validated, a pending-purge record is
 written (``handlers.threads.pending_purges``), the tombstone appended, and the reply sent at
-once; the purges run in the background and remove the record when done. The thread is
+once; the erasure runs in the background and removes the record when done (so
+``cmd.deletion.pending`` reporting done means the bytes are gone). The thread is
 gone for every command from the tombstone on (and for queries once it is projected). A
-crash before the purges finish leaves the record, which the next handler start resumes.
+crash before the erasure finishes leaves the record, which the next handler start resumes.
 A record whose thread has no tombstone (the process died before appending it) is dropped
-at resume without purging anything. A user's asynchronous deletion writes one record for
-the user and deletes the threads one by one (tombstone, purges) in the background.
+at resume without erasing anything. A user's asynchronous deletion writes one record for
+the user and deletes the threads one by one (tombstone, erasure) in the background.
+
+Not covered (see the doc): a reply written by another process after the erasure of the
+command log (a generation on the thread still finishing elsewhere); content a server
+purge already left in block files before this erasure existed.
 """
 
 from __future__ import annotations
@@ -29,6 +46,7 @@ from nats.js.errors import NotFoundError
 
 from events import Aggregate, Unavailable
 from events.replies import Reply
+from events.store import EventRef
 from handlers.runner import CommandRunner
 from handlers.threads import decisions as thread_decisions
 from handlers.threads.commands import DeleteThread, DeleteUserData, PendingDeletions
@@ -49,7 +67,17 @@ class ThreadDeleter:
         """Records of asynchronous deletions; without it ``wait: false`` is unavailable."""
 
     async def _purge(self, thread_id: str) -> None:
-        await self.store.purge(Aggregate.thread(thread_id), keep_last=1)
+        """Erase the thread's content (see the module docstring); idempotent. Raises
+        ``Unavailable`` / ``ThreadlogError`` (``erase_failed``) when the server does not
+        answer or refuses: nothing is lost by running it again."""
+        log = self.runner.command_log
+
+        async def erase_replies(refs: list[EventRef]) -> None:
+            if log is not None:
+                await log.erase_replies(self.store, refs)
+
+        await self.store.erase(Aggregate.thread(thread_id), keep_types={"thread_deleted"},
+                               last_types={"thread_created"}, before=erase_replies)
         if self.canvas is not None:
             await self.canvas.purge_thread(thread_id)
         with contextlib.suppress(NotFoundError):

@@ -8,6 +8,11 @@ leaves its record, and the next start finishes the work. Purges are idempotent, 
 processes resuming the same record (or a record resumed while its first owner still
 runs it) only repeat work.
 
+"Purge" here is the deleter's erasure (``ThreadDeleter._purge``: the bytes are
+overwritten on the server's disk, see ``docs/erasure-nats.md``), so a record is removed
+only once the deleted content is in no file of the server. Records hold ids only (no
+content), so leaving their bytes behind a KV delete is harmless.
+
 Keys: ``<user_id>.t.<thread_id>`` (one thread) and ``<user_id>.u.<command_id>`` (all of a
 user's threads); ids are safe subject tokens, so a user's records are ``<user_id>.>``.
 The bucket is file-backed, history 1, no TTL: a record stays until its purge is done.
