@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import tempfile
 
-import nats
 from nats.aio.client import Client as NATS
 
 from bench._report import now, rate, report
@@ -59,7 +58,7 @@ async def run_raw(nc: NATS, store: EventStore, total: int) -> float:
 
 async def amain(events: int) -> None:
     with tempfile.TemporaryDirectory() as d, EmbeddedNats(d) as srv:
-        nc = await nats.connect(srv.url)
+        nc = await srv.endpoint.connect()
         store = EventStore(nc, EventStreamSpec(name="BENCH"))
         await store.setup()
         raw = await run_raw(nc, store, events)

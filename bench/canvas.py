@@ -23,7 +23,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import nats
 from nats.aio.client import Client as NATS
 
 from bench._report import now, rate, report
@@ -69,7 +68,7 @@ async def fill(svc: CanvasService, tid: str, edits: int) -> tuple[str, float]:
     return cid, rate(edits, now() - t0)
 
 
-async def project(nc: NATS, url: str, directory: str, edits: int) -> float:
+async def project(nc: NATS, url: Any, directory: str, edits: int) -> float:
     """Edits/s of the canvas_state + canvas_edits views catching up with the log."""
     from projections.projector import Projector, ProjectorConfig
     from projections.views.canvas import CanvasEditsView, CanvasStateView
@@ -91,14 +90,14 @@ async def project(nc: NATS, url: str, directory: str, edits: int) -> float:
 
 async def amain(edits: int, selection_edits: int) -> None:
     with tempfile.TemporaryDirectory() as d, EmbeddedNats(d) as srv:
-        nc = await nats.connect(srv.url)
+        nc = await srv.endpoint.connect()
         store = EventStore(nc, EventStreamSpec(name="BENCH"))
         await store.setup()
         tid = "t" + new_id()[:12]
         await store.append(Aggregate.thread(tid), [ThreadCreated(thread_id=tid, user_id="u1")])
         svc = CanvasService(store, ThreadStateCache(store))
         cid, eps = await fill(svc, tid, edits)
-        projected_eps = await project(nc, srv.url, d, edits)
+        projected_eps = await project(nc, srv.endpoint, d, edits)
 
         state = await svc.state_for("u1", cid)
         t0 = now()

@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import nats
 from nats.aio.client import Client as NATS
 
 from bench._report import report
@@ -81,19 +80,19 @@ class CommandWriter:
         return reply
 
     async def setup(self, user: str, thread: str) -> None:
-        await self._request("cmd.thread.create", {"command_id": new_id(), "user_id": user,
+        await self._request(f"cmd.{user}.thread.create", {"command_id": new_id(), "user_id": user,
                                                   "thread_id": thread})
 
     async def save(self, user: str, thread: str, order: int) -> tuple[str, int]:
         mid = new_id()
-        reply = await self._request("cmd.messages.save", {
+        reply = await self._request(f"cmd.{user}.messages.save", {
             "command_id": new_id(), "user_id": user, "thread_id": thread,
             "messages": [{"message_id": mid, "role": "user",
                           "content": [{"type": "text", "text": f"message {order}"}]}]})
         return mid, int(reply["seq"])
 
 
-async def _start_handlers(url: str, store: EventStore) -> Any:
+async def _start_handlers(url: Any, store: EventStore) -> Any:
     from handlers.app import build_handlers, make_broker
 
     broker = make_broker(url)
@@ -111,16 +110,16 @@ async def run(n: int, warmup: int, via: str, work: Path) -> dict[str, Any]:
     srv = EmbeddedNats(work / "nats").start()
     broker = None
     try:
-        nc = await nats.connect(srv.url)
+        nc = await srv.endpoint.connect()
         store = EventStore(nc, EventStreamSpec())
         await store.setup()
-        projector = Projector(ProjectorConfig(db_path=work / "fresh.duckdb"), nc, srv.url)
+        projector = Projector(ProjectorConfig(db_path=work / "fresh.duckdb"), nc, srv.endpoint)
         await projector.open()
         server = await serve_queries(nc, QueryService(projector))
         task = asyncio.create_task(projector.run())
         writer: Writer
         if via == "command":
-            broker = await _start_handlers(srv.url, store)
+            broker = await _start_handlers(srv.endpoint, store)
             writer = CommandWriter(nc)
         else:
             writer = StoreWriter(store)
@@ -130,7 +129,7 @@ async def run(n: int, warmup: int, via: str, work: Path) -> dict[str, Any]:
         for i in range(warmup + n):
             t0 = time.perf_counter()
             mid, seq = await writer.save(user, thread, i)
-            msg = await nc.request("query.messages.get", json.dumps({
+            msg = await nc.request(f"query.{user}.messages.get", json.dumps({
                 "user_id": user, "message_ids": [mid], "min_seq": seq}).encode(), timeout=10)
             elapsed = time.perf_counter() - t0
             reply = json.loads(msg.data)

@@ -26,7 +26,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import nats
 from rich.console import Console
 
 from bench._report import PeakRss, report
@@ -146,7 +145,7 @@ async def fill(nc: Any, stream: str, n: int, *, seed: int = 7) -> tuple[int, lis
 
 
 
-async def raw_rate(url: str, nc: Any, stream: str, last_seq: int) -> tuple[int, float]:
+async def raw_rate(url: Any, nc: Any, stream: str, last_seq: int) -> tuple[int, float]:
     """The ordered feed + JSON decode of the whole stream: (events, seconds)."""
     feed = OrderedFeed(url, nc, stream)
     t0 = time.perf_counter()
@@ -172,7 +171,7 @@ async def run(n: int, batch_max: int, work: Path, console: Console, *,
               catchup: int = 30_000, threads: int | None = None) -> dict[str, Any]:
     srv = EmbeddedNats(work / "nats").start()
     try:
-        nc = await nats.connect(srv.url)
+        nc = await srv.endpoint.connect()
         try:
             spec = EventStreamSpec(name="EVENTS")
             await EventStore(nc, spec).setup()
@@ -181,11 +180,11 @@ async def run(n: int, batch_max: int, work: Path, console: Console, *,
             out = subprocess.run(
                 [sys.executable, "-c", "import asyncio, json, sys, nats, bench.rebuild as b\n"
                  "async def go():\n"
-                 "    nc = await nats.connect(sys.argv[1])\n"
+                 "    nc = await nats.connect(sys.argv[1], user_credentials=sys.argv[4])\n"
                  "    r = await b.fill(nc, sys.argv[2], int(sys.argv[3]))\n"
                  "    await nc.close()\n"
                  "    print(json.dumps([r[0], len(r[1])]))\n"
-                 "asyncio.run(go())", srv.url, spec.name, str(n)],
+                 "asyncio.run(go())", srv.url, spec.name, str(n), str(srv.service_creds)],
                 check=True, capture_output=True, text=True)
             last_seq, n_deleted = json.loads(out.stdout.strip().splitlines()[-1])
             fill_s = time.perf_counter() - t0
@@ -193,12 +192,12 @@ async def run(n: int, batch_max: int, work: Path, console: Console, *,
             stored = int(info.state.messages)
             console.print(f"filled {n:,} events in {fill_s:.1f}s ({n / fill_s:,.0f}/s); "
                           f"{stored:,} stored after purging {n_deleted} deleted threads")
-            raw_n, raw_s = await raw_rate(srv.url, nc, spec.name, last_seq)
+            raw_n, raw_s = await raw_rate(srv.endpoint, nc, spec.name, last_seq)
             console.print(f"raw feed + decode: {raw_n:,} events in {raw_s:.2f}s")
             db = work / "rebuild.duckdb"
             projector = Projector(ProjectorConfig(
                 db_path=db, stream=spec.name, batch_max=batch_max, catchup_batch_max=catchup,
-                duckdb_threads=threads), nc, srv.url)
+                duckdb_threads=threads), nc, srv.endpoint)
             with PeakRss() as rss:
                 applied, secs = await run_until_caught_up(projector)
                 counts = {t: projector.cursor().execute(f'SELECT count(*) FROM "{t}"')

@@ -35,6 +35,7 @@ from pydantic_core import from_json
 
 from events import PayloadTooLarge, ValidationFailed
 from events.errors import InvalidJson
+from events.identity import bind_user
 from events.replies import validation_failure
 
 MAX_DEPTH = 64
@@ -48,11 +49,12 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def decode_json_body(raw: bytes | bytearray | memoryview | None, *,
-                     max_depth: int = MAX_DEPTH) -> dict[str, Any]:
-    """The JSON object in ``raw``; see the module docstring for what is refused."""
+                     max_depth: int = MAX_DEPTH, subject: str | None = None) -> dict[str, Any]:
+    """The JSON object in ``raw``; see the module docstring for what is refused. With
+    ``subject``, the body acts for the subject's user (``events.identity.bind_user``)."""
     data = bytes(raw or b"")
     if not data.strip():
-        return {}
+        return bind_user({}, subject)
     try:
         value = from_json(data, allow_inf_nan=False)
     except ValueError as exc:
@@ -66,7 +68,7 @@ def decode_json_body(raw: bytes | bytearray | memoryview | None, *,
     if _HUGE_NUMBER.search(skeleton) and not _all_finite(value):
         raise ValidationFailed("a number in the request body is out of range (not finite)",
                                details={"reason": "non_finite_number"})
-    return value
+    return bind_user(value, subject)
 
 
 async def faststream_decoder(msg: Any) -> dict[str, Any]:
@@ -74,21 +76,33 @@ async def faststream_decoder(msg: Any) -> dict[str, Any]:
     decoder): ``NatsBroker(..., decoder=faststream_decoder)``. Decodes ``msg.body`` with
     :func:`decode_json_body`; a refusal raises inside the subscriber's consume scope, where
     the error middleware turns it into the error reply."""
-    return decode_json_body(msg.body)
+    raw = getattr(msg, "raw_message", None)
+    return decode_json_body(msg.body, subject=getattr(raw, "subject", None))
 
 
 def validate_request(model: type[M], raw: bytes | None, *,
-                     max_bytes: int | None = None, max_depth: int = MAX_DEPTH) -> M:
+                     max_bytes: int | None = None, max_depth: int = MAX_DEPTH,
+                     subject: str | None = None) -> M:
     """Size limit, strict decoding and ``model`` validation of one request body, as the
     FastStream path does them (for subscribers served with nats-py directly).
 
     Raises :class:`PayloadTooLarge` (``payload_too_large``), :class:`ValidationFailed`
     (``invalid_json`` / ``invalid_input`` with ``details.errors``)."""
+    body = decode_json_body(check_size(raw, max_bytes), max_depth=max_depth, subject=subject)
+    return validate_model(model, body)
+
+
+def check_size(raw: bytes | None, max_bytes: int | None) -> bytes | None:
+    """``raw`` if within ``max_bytes``, else :class:`PayloadTooLarge`."""
     size = len(raw or b"")
     if max_bytes is not None and size > max_bytes:
         raise PayloadTooLarge(f"request body is {size} bytes; the limit is {max_bytes}",
                               details={"size": size, "limit": max_bytes})
-    body = decode_json_body(raw, max_depth=max_depth)
+    return raw
+
+
+def validate_model(model: type[M], body: dict[str, Any]) -> M:
+    """``model`` validated from a decoded body (``invalid_input`` naming the fields)."""
     try:
         return model.model_validate(body)
     except ValidationError as exc:

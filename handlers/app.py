@@ -15,6 +15,7 @@ from faststream import FastStream
 from faststream.nats import NatsBroker
 
 from events import EventStore
+from events.connection import NatsEndpoint
 from events.decoding import faststream_decoder
 from handlers.agents.abort import AbortSignals
 from handlers.agents.definition import AgentRegistry
@@ -24,19 +25,44 @@ from handlers.canvas.schema import CanvasSchema
 from handlers.canvas.service import CanvasService
 from handlers.command_log import CommandLog
 from handlers.llm.usage_and_cost import ModelPrice
-from handlers.middleware import error_middleware, size_limit_middleware
+from handlers.middleware import ReplyGuard, error_middleware, size_limit_middleware
 from handlers.runner import CommandRunner
 from handlers.threads.deletion import ThreadDeleter
 from handlers.threads.pending_purges import PendingPurges
 from handlers.threads.state import ThreadStateCache
 
+DEFAULT_CONCURRENCY = 64
+"""Requests one subscriber serves at once in one process (``max_workers``)."""
 
-def make_broker(servers: str | list[str], *, max_command_bytes: int = 1_000_000,
-                **kwargs: Any) -> NatsBroker:
-    """A broker whose every reply has the threadlog shape (errors included)."""
-    return NatsBroker(servers, middlewares=[error_middleware(),
-                                            size_limit_middleware(max_command_bytes)],
-                      decoder=faststream_decoder, **kwargs)
+
+class ThreadlogBroker(NatsBroker):
+    """A ``NatsBroker`` whose core subscribers serve up to ``concurrency`` requests at once
+    each (FastStream serves one at a time otherwise: one slow request would delay every
+    other user's on the same subject). Per-aggregate order is the log's, not the
+    subscriber's: appends carry expected versions."""
+
+    def __init__(self, *args: Any, concurrency: int = DEFAULT_CONCURRENCY,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.concurrency = concurrency
+
+    def subscriber(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("stream") is None and self.concurrency > 1:
+            kwargs.setdefault("max_workers", self.concurrency)
+        return super().subscriber(*args, **kwargs)
+
+
+def make_broker(servers: str | list[str] | NatsEndpoint, *,
+                max_command_bytes: int = 1_000_000,
+                concurrency: int = DEFAULT_CONCURRENCY, **kwargs: Any) -> NatsBroker:
+    """A broker whose every reply has the threadlog shape (errors included), whose bodies
+    are decoded strictly and act for the subject's user (``events.decoding``), connecting
+    with the endpoint's credentials."""
+    endpoint = servers if isinstance(servers, NatsEndpoint) else NatsEndpoint.of(servers)
+    return ThreadlogBroker(list(endpoint.servers), concurrency=concurrency,
+                           middlewares=[ReplyGuard, error_middleware(),
+                                        size_limit_middleware(max_command_bytes)],
+                           decoder=faststream_decoder, **endpoint.options(), **kwargs)
 
 
 @dataclass

@@ -12,14 +12,18 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import nats.errors
 from nats.aio.client import Client as NATS
 
 from events import ThreadlogError, Unavailable, new_id
+from events.connection import NatsEndpoint
+from events.identity import USER_PLACEHOLDER, USER_SCOPED_ROOTS, for_user
 from events.replies import Reply
 from handlers import subjects
+from handlers.streaming import delta_subject
 
 NO_RESPONDER_RETRIES = (0.005, 0.02, 0.05)
 """Pauses before re-sending a request that reached no handler (about 75 ms in all)."""
@@ -32,14 +36,52 @@ class Result:
 
 
 class Client:
+    """Commands and queries for one user over a NATS connection.
+
+    Subjects name the user (``cmd.<user_id>.<name>``, ``query.<user_id>.<name>``): the
+    client fills in ``user_id`` in subject templates (``handlers.subjects``) and in the
+    short forms ``cmd.<name>`` / ``query.<name>``; ``ops.*`` subjects (operators) are sent
+    as they are. On a *user*-role connection the server lets only the connection's own
+    user through; an app, operator or service connection may act for any user.
+    """
+
     def __init__(self, nc: NATS, *, user_id: str, timeout: float = 10.0) -> None:
         self.nc = nc
         self.user_id = user_id
         self.timeout = timeout
 
+    @classmethod
+    async def connect(cls, servers: str | list[str] | NatsEndpoint, *,
+                      creds: str | Path | None = None, user_id: str | None = None,
+                      timeout: float = 10.0, **options: Any) -> Client:
+        """Connect with a credentials file (``threadlog credentials issue``). ``user_id``
+        defaults to the credential's name (a *user* credential acts only as itself).
+        ``await client.close()`` when done."""
+        endpoint = servers if isinstance(servers, NatsEndpoint) \
+            else NatsEndpoint.of(servers, creds)
+        who = user_id or (endpoint.credentials.name if endpoint.credentials else None)
+        if not who:
+            raise ValueError("user_id is required without a credentials file naming a user")
+        nc = await endpoint.connect(**options)
+        return cls(nc, user_id=who, timeout=timeout)
+
+    async def close(self) -> None:
+        """Close the connection (for clients made by :meth:`connect`)."""
+        await self.nc.close()
+
+    def subject_for(self, subject: str) -> str:
+        """``subject`` acting for this client's user (see the class docstring)."""
+        if USER_PLACEHOLDER in subject:
+            return for_user(subject, self.user_id)
+        root, _, rest = subject.partition(".")
+        if root in USER_SCOPED_ROOTS:
+            return f"{root}.{self.user_id}.{rest}"
+        return subject
+
     async def request(self, subject: str, payload: dict[str, Any],
                       timeout: float | None = None) -> Result:
         """Send one request; raise the reply's error as a :class:`ThreadlogError`."""
+        subject = self.subject_for(subject)
         data = json.dumps(payload).encode()
         try:
             for pause in (*NO_RESPONDER_RETRIES, None):
@@ -203,7 +245,8 @@ class TextStream:
             if chunk.get("generation_id") == gen_id:
                 await queue.put(chunk)
 
-        sub = await nc.subscribe(f"deltas.{self._thread_id}.*", cb=on_chunk)
+        sub = await nc.subscribe(delta_subject(self._client.user_id, self._thread_id, "*"),
+                                 cb=on_chunk)
         task = asyncio.ensure_future(self._client.request(subjects.GENERATE, self._body))
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:

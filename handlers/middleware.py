@@ -16,6 +16,7 @@ client would only time out). Any other publish that large raises ``payload_too_l
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from faststream import BaseMiddleware, ExceptionMiddleware
@@ -23,7 +24,10 @@ from faststream.message.utils import encode_message
 from faststream.response.publish_type import PublishType
 
 from events import PayloadTooLarge
+from events.identity import reply_allowed
 from events.replies import reply_for, reply_too_large
+
+log = logging.getLogger(__name__)
 
 HEADER_ALLOWANCE = 1_024
 """Bytes kept for the headers FastStream sends with a reply (correlation id, content
@@ -39,6 +43,22 @@ def error_middleware() -> ExceptionMiddleware:
         return reply_for(exc, where="a command or query subscriber").model_dump(mode="json")
 
     return mw
+
+
+class ReplyGuard(BaseMiddleware):
+    """Serves only requests whose reply subject is an inbox (``events.identity``): any
+    other reply subject (``events.>``, ``$JS.API.>``, ``$KV.>``...) would make the
+    service publish there on the requester's behalf. Such a request is dropped unserved
+    and logged; a message without a reply subject is served as usual."""
+
+    async def consume_scope(self, call_next: Any, msg: Any) -> Any:
+        reply = getattr(msg, "reply_to", "")
+        if reply and not reply_allowed(reply):
+            log.warning("dropped a request on %s: its reply subject %r is not an inbox",
+                        getattr(getattr(msg, "raw_message", None), "subject", "?"), reply)
+            msg.reply_to = ""  # FastStream would publish the (empty) result there
+            return None
+        return await call_next(msg)
 
 
 def size_limit_middleware(max_bytes: int) -> type[BaseMiddleware]:

@@ -1,6 +1,8 @@
 """Token deltas of a generation, on their own short-retention stream (not the event log).
 
-Subject ``deltas.<thread_id>.<message_id>``; each chunk is JSON
+Subject ``live.<user_id>.deltas.<thread_id>.<message_id>`` (captured by the DELTAS stream):
+the user's own live subjects, which a user-role connection may subscribe to and no one
+else's; only the service role publishes there. Each chunk is JSON
 ``{"message_id", "i", "start", "text", "done", "status"}``: ``i`` counts chunks from 0,
 ``start`` is the character offset of ``text`` in the message. The last chunk has
 ``done: true`` and the message's final status. A subscriber that joins late replays the
@@ -28,7 +30,9 @@ from nats.js.errors import NotFoundError
 
 from events import Timeout, check_token
 
-DELTA_PREFIX = "deltas"
+LIVE_PREFIX = "live"
+DELTAS_SUBJECTS = f"{LIVE_PREFIX}.*.deltas.>"
+"""What the DELTAS stream captures."""
 
 
 @dataclass(frozen=True)
@@ -40,19 +44,33 @@ class DeltaStreamSpec:
 
 async def ensure_delta_stream(nc: NATS, spec: DeltaStreamSpec) -> None:
     js = nc.jetstream()
-    cfg = StreamConfig(name=spec.name, subjects=[f"{DELTA_PREFIX}.>"],
+    cfg = StreamConfig(name=spec.name, subjects=[DELTAS_SUBJECTS],
                        storage=StorageType.MEMORY, max_age=spec.max_age_s,
                        num_replicas=spec.replicas)
     try:
-        await js.stream_info(spec.name)
+        info = await js.stream_info(spec.name)
     except NotFoundError:
         await js.add_stream(cfg)
+        return
+    if list(info.config.subjects or []) != [DELTAS_SUBJECTS]:
+        info.config.subjects = [DELTAS_SUBJECTS]  # older layout: deltas.<thread>.<message>
+        await js.update_stream(info.config)
 
 
-def delta_subject(thread_id: str, message_id: str) -> str:
+def delta_subject(user_id: str, thread_id: str, message_id: str) -> str:
+    """``live.<user>.deltas.<thread>.<message>`` (``message_id`` may be ``*`` to follow
+    every message of the thread)."""
+    check_token(user_id, what="user_id")
     check_token(thread_id, what="thread_id")
-    check_token(message_id, what="message_id")
-    return f"{DELTA_PREFIX}.{thread_id}.{message_id}"
+    if message_id != "*":
+        check_token(message_id, what="message_id")
+    return f"{LIVE_PREFIX}.{user_id}.deltas.{thread_id}.{message_id}"
+
+
+def thread_deltas_filter(thread_id: str) -> str:
+    """Every delta of a thread, whoever's (for purging it)."""
+    check_token(thread_id, what="thread_id")
+    return f"{LIVE_PREFIX}.*.deltas.{thread_id}.>"
 
 
 class DeltaWriter:
@@ -60,11 +78,12 @@ class DeltaWriter:
     stream captures them in order; a lost chunk costs only live display, never the record).
     """
 
-    def __init__(self, nc: NATS, thread_id: str, message_id: str, *, min_chars: int = 24,
-                 throttle_s: float = 0.05, generation_id: str | None = None) -> None:
+    def __init__(self, nc: NATS, user_id: str, thread_id: str, message_id: str, *,
+                 min_chars: int = 24, throttle_s: float = 0.05,
+                 generation_id: str | None = None) -> None:
         self.nc = nc
         self.generation_id = generation_id
-        self.subject = delta_subject(thread_id, message_id)
+        self.subject = delta_subject(user_id, thread_id, message_id)
         self.message_id = message_id
         self.min_chars = min_chars
         self.throttle_s = throttle_s
@@ -121,15 +140,17 @@ class DeltaWriter:
         self._last = time.monotonic()
 
 
-async def read_deltas(nc: NATS, thread_id: str, message_id: str, *, from_chunk: int = 0,
-                      stream: str = "DELTAS", idle_timeout: float = 30.0
+async def read_deltas(nc: NATS, user_id: str, thread_id: str, message_id: str, *,
+                      from_chunk: int = 0, stream: str = "DELTAS", idle_timeout: float = 30.0
                       ) -> AsyncIterator[dict[str, Any]]:
-    """Chunks of one message from ``from_chunk`` on: catch up, then live, until ``done``.
+    """Chunks of one message from ``from_chunk`` on: catch up, then live, until ``done``
+    (a JetStream consumer: service and app connections; a user-role connection follows
+    its live subject instead).
 
     Raises :class:`Timeout` if no chunk arrives for ``idle_timeout`` seconds.
     """
     js = nc.jetstream()
-    sub = await js.subscribe(delta_subject(thread_id, message_id), stream=stream,
+    sub = await js.subscribe(delta_subject(user_id, thread_id, message_id), stream=stream,
                              ordered_consumer=True, deliver_policy=DeliverPolicy.ALL,
                              config=ConsumerConfig())
     try:

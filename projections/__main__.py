@@ -1,4 +1,5 @@
-"""``python -m projections --nats-url URL --db FILE [--stream EVENTS]``: a projector process.
+"""``python -m projections --nats-url URL [--creds FILE] --db FILE [--stream EVENTS]``: a
+projector process.
 
 Runs the projector and the query subjects until SIGTERM/SIGINT (clean stop). Prints
 ``projector ready`` once the query subjects are subscribed. Used by the
@@ -12,22 +13,22 @@ import asyncio
 import signal
 from pathlib import Path
 
-import nats
-
+from events.connection import NatsEndpoint
 from projections.projector import ProjectorConfig
 from projections.queries import SqlLimits
 from projections.service import run_projection_service
 
 
 async def _main(args: argparse.Namespace) -> None:
-    nc = await nats.connect(args.nats_url)
+    endpoint = NatsEndpoint.of(args.nats_url, args.creds)
+    nc = await endpoint.connect()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
         await run_projection_service(
-            nc, args.nats_url,
+            nc, endpoint,
             ProjectorConfig(db_path=Path(args.db), stream=args.stream,
                             batch_max=args.batch_max,
                             catchup_batch_max=args.catchup_batch_max,
@@ -41,6 +42,7 @@ async def _main(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m projections", description=__doc__)
     p.add_argument("--nats-url", required=True)
+    p.add_argument("--creds", default=None, help="NATS credentials file (service role)")
     p.add_argument("--db", required=True, help="DuckDB file")
     p.add_argument("--stream", default="EVENTS")
     p.add_argument("--batch-max", type=int, default=1000)

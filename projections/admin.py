@@ -8,6 +8,7 @@ it). So each task either runs in the projector's process, over NATS (``query.sta
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,10 @@ from typing import Any
 import duckdb
 from nats.aio.client import Client as NATS
 
+from events.connection import NatsEndpoint
 from events.errors import ThreadlogError
 from projections import state
+from projections.erasure import PENDING_KEY
 from projections.export import export_parquet
 from projections.projector import (
     Progress,
@@ -66,7 +69,7 @@ def check_views(names: Sequence[str]) -> list[str]:
     return list(names)
 
 
-async def rebuild(nc: NATS, nats_url: str, db_path: Path, stream: str, *,
+async def rebuild(nc: NATS, nats_url: str | NatsEndpoint, db_path: Path, stream: str, *,
                   views: Sequence[str] | None = None, progress: Progress | None = None
                   ) -> dict[str, Any]:
     """Reset ``views`` (all when None) and replay the log into them, up to the stream's
@@ -85,10 +88,13 @@ async def rebuild(nc: NATS, nats_url: str, db_path: Path, stream: str, *,
 
 
 def offline_status(db_path: Path) -> dict[str, Any]:
-    """Checkpoint and per-view version/seq read from the file (no projector running)."""
+    """Checkpoint, per-view version/seq, poison events rejected and a pending erasure on
+    disk (a deletion applied before the projector stopped; it compacts on its next start)
+    read from the file (no projector running)."""
     con = open_offline(db_path)
     try:
         states = state.read_states(con)
+        extra = _rejections_and_erasure(con)
     finally:
         con.close()
     registered = {v.name: v.version for v in VIEWS}
@@ -99,7 +105,20 @@ def offline_status(db_path: Path) -> dict[str, Any]:
         if name not in states:
             rows.append({"view": name, "version": None, "seq": 0, "code_version": version})
     seqs = [int(r["seq"]) for r in rows if r["view"] in registered]
-    return {"checkpoint": min(seqs, default=0), "views": rows, "db_path": str(db_path)}
+    return {"checkpoint": min(seqs, default=0), "views": rows, "db_path": str(db_path),
+            **extra}
+
+
+def _rejections_and_erasure(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    out: dict[str, Any] = {"rejected_events": 0, "last_rejected_seq": None}
+    with contextlib.suppress(duckdb.CatalogException):
+        row = con.execute("SELECT count(*), max(seq) FROM rejected_events").fetchone()
+        if row is not None:
+            out = {"rejected_events": int(row[0]), "last_rejected_seq": row[1]}
+    row = con.execute("SELECT max(CAST(value AS BIGINT)) FROM _projection_meta WHERE key "
+                      f"LIKE '{PENDING_KEY}%'").fetchone()
+    out["erasure_pending_seq"] = None if row is None else row[0]
+    return out
 
 
 def offline_export(db_path: Path, out_dir: Path) -> dict[str, int]:

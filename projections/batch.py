@@ -7,6 +7,8 @@ from typing import Any
 
 import duckdb
 
+from projections.erasure import note_removed
+
 
 @dataclass(frozen=True)
 class Batch:
@@ -58,10 +60,12 @@ def latest_only(key: str, replace: bool) -> str:
 
 def delete_threads(con: duckdb.DuckDBPyConnection, table: str,
                    deleted: list[tuple[str, int]]) -> None:
-    """Delete the stored rows of ``table`` whose ``thread_id`` was deleted in the batch."""
+    """Delete the stored rows of ``table`` whose ``thread_id`` was deleted in the batch
+    (the count goes to :func:`projections.erasure.note_removed`: erasure on disk)."""
     if deleted:
-        con.execute(f'DELETE FROM "{table}" WHERE thread_id IN (SELECT unnest(?::VARCHAR[]))',
-                    [[t for t, _ in deleted]])
+        row = con.execute(f'DELETE FROM "{table}" WHERE thread_id IN '
+                          "(SELECT unnest(?::VARCHAR[]))", [[t for t, _ in deleted]]).fetchone()
+        note_removed(int(row[0]) if row else 0)
 
 
 class Fields:

@@ -20,7 +20,9 @@ Guarantees
 
 Failure modes: a closed connection raises :class:`events.Unavailable` from :meth:`take`
 (the projector restarts the feed from its checkpoint). TLS servers are not supported by
-this feed (``Unavailable`` at start); credentials in the URL (user:password or token) are.
+this feed (``Unavailable`` at start); credentials in the URL (user:password or token) are,
+and so are NATS credentials files (an :class:`events.connection.NatsEndpoint` with
+``creds``): the feed waits for the server's INFO and signs its nonce with the seed.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from urllib.parse import unquote, urlparse
 from nats.aio.client import Client as NATS
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from events.connection import NatsEndpoint
 from events.errors import Unavailable
 from events.ids import new_id
 
@@ -103,10 +106,13 @@ class OrderedFeed:
     """Ordered delivery of ``(seq, subject, payload)`` from ``from_seq``; see the module
     docstring."""
 
-    def __init__(self, url: str, nc: NATS, stream: str, *, subject: str = "events.>",
+    def __init__(self, url: str | NatsEndpoint, nc: NATS, stream: str, *,
+                 subject: str = "events.>",
                  heartbeat_s: float = 2.0, high_water: int = 20_000) -> None:
-        self.url = url
+        self.endpoint = url if isinstance(url, NatsEndpoint) else NatsEndpoint.of(url)
+        self.url = self.endpoint.url
         self.nc = nc
+        self._info: asyncio.Future[dict[str, Any]] | None = None
         self.stream = stream
         self.subject = subject
         self.heartbeat_s = heartbeat_s
@@ -139,13 +145,22 @@ class OrderedFeed:
         if u.scheme not in ("nats", ""):
             raise Unavailable(f"the projector feed supports nats:// URLs only, not {self.url!r}")
         loop = asyncio.get_running_loop()
+        self._info = loop.create_future()
         try:
             _, proto = await loop.create_connection(lambda: _Protocol(self), u.hostname or
                                                     "127.0.0.1", u.port or 4222)
         except OSError as exc:
             raise Unavailable(f"cannot connect to {self.url}: {exc}") from exc
         self._proto = proto
-        opts: dict[str, Any] = {"verbose": False, "pedantic": False, "headers": True,
+        creds = self.endpoint.credentials
+        auth: dict[str, Any] = {}
+        if creds is not None:
+            try:
+                info = await asyncio.wait_for(asyncio.shield(self._info), 5.0)
+            except TimeoutError:
+                raise Unavailable(f"no INFO from {self.url} in 5 s") from None
+            auth = {"jwt": creds.jwt, "sig": creds.sign_nonce(str(info.get("nonce", "")))}
+        opts: dict[str, Any] = {**auth, "verbose": False, "pedantic": False, "headers": True,
                                 "no_responders": True, "protocol": 1, "lang": "python-feed",
                                 "version": "1", "name": "threadlog-projector-feed"}
         if u.username and u.password is not None:
@@ -266,6 +281,8 @@ class OrderedFeed:
                 self._pong.set_result(None)
         elif line.startswith(b"INFO "):
             info = json.loads(line[5:])
+            if self._info is not None and not self._info.done():
+                self._info.set_result(info)
             if info.get("tls_required"):
                 self._lost(Unavailable("server requires TLS, which the projector feed lacks"))
         elif line.startswith(b"-ERR"):

@@ -14,11 +14,13 @@ from collections.abc import Callable
 
 from nats.aio.client import Client as NATS
 
+from events.connection import NatsEndpoint
 from projections.projector import Projector, ProjectorConfig
 from projections.queries import QueryService, SqlLimits, serve_queries
 
 
-async def run_projection_service(nc: NATS, nats_url: str, config: ProjectorConfig, *,
+async def run_projection_service(nc: NATS, nats_url: str | NatsEndpoint,
+                                 config: ProjectorConfig, *,
                                  sql_limits: SqlLimits | None = None,
                                  query_prefix: str = "query",
                                  stop: asyncio.Event | None = None,
@@ -29,8 +31,8 @@ async def run_projection_service(nc: NATS, nats_url: str, config: ProjectorConfi
     """
     projector = Projector(config, nc, nats_url)
     await projector.open()
-    server = await serve_queries(nc, QueryService(projector, sql_limits=sql_limits,
-                                                  prefix=query_prefix))
+    queries = QueryService(projector, sql_limits=sql_limits, prefix=query_prefix)
+    server = await serve_queries(nc, queries)
     run = asyncio.create_task(projector.run())
     if ready is not None:
         ready()
@@ -45,6 +47,7 @@ async def run_projection_service(nc: NATS, nats_url: str, config: ProjectorConfi
                 run.result()
     finally:
         await server.close()
+        queries.close()
         projector.stop()
         with contextlib.suppress(asyncio.CancelledError):
             await run

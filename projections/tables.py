@@ -36,6 +36,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from projections.erasure import note_removed
+
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "BIGINT": pa.int64(),
     "INTEGER": pa.int64(),
@@ -122,10 +124,13 @@ class Table:
 
     def delete_where_in(self, con: duckdb.DuckDBPyConnection, column: str,
                         values: Iterable[str]) -> None:
+        """Delete the rows whose ``column`` is in ``values`` (the count goes to
+        :func:`projections.erasure.note_removed`: erasure on disk)."""
         vals = list(values)
         if vals:
-            con.execute(f'DELETE FROM "{self.name}" WHERE "{column}" IN '
-                        f"(SELECT unnest($1::VARCHAR[]))", [vals])
+            row = con.execute(f'DELETE FROM "{self.name}" WHERE "{column}" IN '
+                              f"(SELECT unnest($1::VARCHAR[]))", [vals]).fetchone()
+            note_removed(int(row[0]) if row else 0)
 
 
 class _registered:

@@ -73,6 +73,10 @@ class View(ABC):
     """The projector's writer lane (modulo its ``lanes``): views of different lanes are
     applied in parallel, each lane in its own transaction. Give a heavy view a lane of
     its own."""
+    takes_rejections: ClassVar[bool] = False
+    """The view receives the batch's poison events (``add_rejection(rejection,
+    stored_at)`` on its batch) instead of events: see
+    :mod:`projections.views.rejected_events`."""
 
     def new_batch(self) -> ViewBatch:
         """An empty batch (Python-folding views)."""

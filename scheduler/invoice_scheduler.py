@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from events import EventStore, ThreadlogError
 from events.decoding import validate_request
+from events.identity import reply_allowed
 from events.replies import Reply, bounded_reply_bytes, reply_for
 from scheduler.invoice_computation import PeriodInvoices, compute_invoices, uninvoiced_periods
 from scheduler.invoice_issuer import IssueReport, issue_invoices
@@ -51,13 +52,14 @@ ConnectionProvider = Callable[[], duckdb.DuckDBPyConnection]
 WaitCaughtUp = Callable[[int], Awaitable[None]]
 Clock = Callable[[], datetime]
 JOB_ID = "threadlog-monthly-invoices"
-RUN_SUBJECT = "cmd.invoices.run"
+RUN_SUBJECT = "ops.invoices.run"
+"""Operators only (``ops.>``)."""
 """Request ``{"period": "YYYY-MM"}`` -> reply ``{"ok", "result": {period, issued,
 already_issued}}``: a manual run, served by the scheduler (it has the DuckDB cursor)."""
 
 
 class RunInvoices(BaseModel):
-    """The body of ``cmd.invoices.run`` (strict, like every command model)."""
+    """The body of ``ops.invoices.run`` (strict, like every command model)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -177,9 +179,14 @@ class InvoiceScheduler:
             self.catch_up_task = asyncio.ensure_future(self._catch_up_logged())
 
     async def _on_run_request(self, msg: Any) -> None:
-        """``cmd.invoices.run`` through the same path as every subject: size limit, strict
+        """``ops.invoices.run`` through the same path as every subject: size limit, strict
         decoding and validation (:func:`events.decoding.validate_request`), one error
-        mapping (``reply_for``) and a reply bounded by the connection's max payload."""
+        mapping (``reply_for``) and a reply bounded by the connection's max payload; a
+        reply subject that is not an inbox is not served (``events.identity``)."""
+        if msg.reply and not reply_allowed(msg.reply):
+            log.warning("dropped %s: its reply subject %r is not an inbox", RUN_SUBJECT,
+                        msg.reply)
+            return
         try:
             req = validate_request(RunInvoices, msg.data, max_bytes=self.max_request_bytes)
             report = await self.run_period(req.period)

@@ -3,13 +3,15 @@ and runtimes (handlers and their parts) on it."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
 from nats.aio.client import Client as NATS
 
@@ -41,7 +43,8 @@ def fresh_nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
 
 @pytest.fixture
 async def nc(nats_server: EmbeddedNats) -> AsyncIterator[NATS]:
-    conn = await nats.connect(nats_server.url)
+    """A connection as threadlog's own service role (the server runs with auth)."""
+    conn = await nats_server.endpoint.connect()
     yield conn
     await conn.close()
 
@@ -74,13 +77,13 @@ def runtime_factory(nats_server: EmbeddedNats, tmp_path: Path) -> RuntimeFactory
     async def make(**kwargs: Any) -> AsyncIterator[Runtime]:
         name = "EV" + new_id()[:10].upper()
         fields = {k: kwargs.pop(k) for k in list(kwargs) if k in Settings.model_fields}
-        settings = Settings(nats_urls=[nats_server.url], data_dir=tmp_path,
-                            events_stream=name, **fields)
+        settings = Settings(nats_urls=[nats_server.url], nats_creds=nats_server.service_creds,
+                            data_dir=tmp_path, events_stream=name, **fields)
         try:
             async with running(settings, **kwargs) as rt:
                 yield rt
         finally:
-            conn = await nats.connect(nats_server.url)
+            conn = await nats_server.endpoint.connect()
             js = conn.jetstream()
             await js.delete_stream(name)
             await js.delete_key_value(f"{name}_commands")
@@ -88,3 +91,55 @@ def runtime_factory(nats_server: EmbeddedNats, tmp_path: Path) -> RuntimeFactory
             await conn.close()
 
     return make
+
+
+@dataclass
+class RoleConnection:
+    """A connection as one role, with the server's errors to it (permission violations)."""
+
+    nc: NATS
+    errors: list[str]
+    _changed: asyncio.Event
+
+    async def violation(self, needle: str, timeout: float = 5.0) -> str:
+        """Wait (bounded) for a permissions violation mentioning ``needle``."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            for e in self.errors:
+                if "permissions violation" in e.lower() and needle.lower() in e.lower():
+                    return e
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise AssertionError(f"no permissions violation for {needle!r}: {self.errors}")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
+
+
+ConnectAs = Callable[[str, str], Awaitable[RoleConnection]]
+
+
+@pytest.fixture
+async def connect_as(nats_server: EmbeddedNats, tmp_path: Path
+                     ) -> AsyncIterator[ConnectAs]:
+    """``await connect_as(role, name)``: a connection with credentials issued for ``role``
+    (``user``, ``app``, ``operator``, ``service``) named ``name``; closed afterwards."""
+    conns: list[NATS] = []
+
+    async def make(role: str, name: str) -> RoleConnection:
+        endpoint = nats_server.endpoint_for(role, name, tmp_path / f"{role}-{name}.creds")
+        errors: list[str] = []
+        changed = asyncio.Event()
+
+        async def on_error(exc: Exception) -> None:
+            errors.append(str(exc))
+            changed.set()
+
+        conn = await endpoint.connect(error_cb=on_error, max_reconnect_attempts=0)
+        conns.append(conn)
+        return RoleConnection(conn, errors, changed)
+
+    yield make
+    for conn in conns:
+        with contextlib.suppress(Exception):
+            await conn.close()

@@ -18,6 +18,8 @@ from rich.console import Console
 from events import ThreadlogError
 from threadlog.cli_bench import BENCH_CONTEXT, bench_command
 from threadlog.cli_billing import invoices_app, usage_command
+from threadlog.cli_credentials import credentials_app
+from threadlog.cli_options import CredsOpt, endpoint_for
 from threadlog.cli_projections import projections_app, sql_command
 from threadlog.settings import Settings, load_settings
 
@@ -28,6 +30,7 @@ app.add_typer(events_app, name="events")
 app.command("bench", context_settings=BENCH_CONTEXT, add_help_option=False)(bench_command)
 app.add_typer(projections_app, name="projections")
 app.add_typer(invoices_app, name="invoices")
+app.add_typer(credentials_app, name="credentials")
 app.command("usage")(usage_command)
 app.command("sql")(sql_command)
 console = Console()
@@ -38,9 +41,9 @@ DataDir = typer.Option(None, "--data-dir", help="where the embedded NATS store a
                        "DuckDB file live", envvar="THREADLOG_DATA_DIR")
 
 
-def settings_from(nats_url: str | None, data_dir: Path | None) -> Settings:
+def settings_from(nats_url: str | None, data_dir: Path | None, **more: Any) -> Settings:
     try:
-        return load_settings(nats_urls=nats_url, data_dir=data_dir)
+        return load_settings(nats_urls=nats_url, data_dir=data_dir, **more)
     except ThreadlogError as exc:
         console.print(f"[red]error:[/] {exc.message}")
         raise typer.Exit(2) from None
@@ -60,14 +63,19 @@ def version() -> None:
 
 
 @app.command()
-def serve(nats_url: str | None = NatsUrl, data_dir: Path | None = DataDir) -> None:
+def serve(nats_url: str | None = NatsUrl, data_dir: Path | None = DataDir,
+          creds: Path | None = CredsOpt,
+          nats_port: int | None = typer.Option(None, "--nats-port", envvar="THREADLOG_NATS_PORT",
+                                               help="fixed port of the embedded nats-server")
+          ) -> None:
     """Run the command handlers, projector and scheduler until Ctrl-C / SIGTERM.
 
-    Without --nats-url an embedded nats-server is started under the data dir and stopped
-    on exit."""
+    Without --nats-url an embedded nats-server (auth on: JWT operator mode, keys in
+    <data dir>/auth) is started under the data dir and stopped on exit; with --nats-url
+    the process connects with --creds (service role)."""
     from threadlog.serve import serve_forever
 
-    settings = settings_from(nats_url, data_dir)
+    settings = settings_from(nats_url, data_dir, nats_creds=creds, nats_port=nats_port)
     asyncio.run(_with_signals(serve_forever(settings, console)))
 
 
@@ -98,11 +106,13 @@ def events_tail(thread: str | None = typer.Option(None, "--thread", help="only t
                 from_seq: int | None = typer.Option(None, "--from-seq",
                                                     help="start here (default: new events)"),
                 nats_url: str = typer.Option(..., "--nats-url", envvar="THREADLOG_NATS_URLS"),
-                stream: str = typer.Option("EVENTS", "--stream")) -> None:
-    """Follow events live, pretty-printed."""
+                stream: str = typer.Option("EVENTS", "--stream"),
+                creds: Path | None = CredsOpt, data_dir: Path | None = DataDir) -> None:
+    """Follow events live, pretty-printed (service credentials: it reads the log)."""
     from threadlog.tail import tail
 
-    asyncio.run(_with_signals(tail(nats_url, stream, thread, from_seq, console)))
+    endpoint = endpoint_for(nats_url, creds, data_dir)
+    asyncio.run(_with_signals(tail(endpoint, stream, thread, from_seq, console)))
 
 
 @app.command()

@@ -1,8 +1,9 @@
 """CLI for billing: ``threadlog invoices run|list`` and ``threadlog usage``.
 
 ``invoices run`` asks the running scheduler (``threadlog serve``, which owns the DuckDB
-file) over ``cmd.invoices.run``; ``invoices list`` and ``usage`` read the log directly
-(no DuckDB needed, so they work while ``serve`` holds the file).
+file) over ``ops.invoices.run`` (operator credentials suffice); ``invoices list`` and
+``usage`` read the log directly (no DuckDB needed, so they work while ``serve`` holds the
+file; reading the log takes service credentials).
 Wire into ``threadlog/cli.py``::
 
     from threadlog.cli_billing import invoices_app, usage_command
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -22,9 +24,11 @@ from rich.console import Console
 from rich.table import Table
 
 from events import Aggregate, EventStore, EventStreamSpec, ThreadlogError
+from events.connection import NatsEndpoint
 from events.invoice_events import InvoiceFailed, InvoiceIssued, InvoicePaid, check_period
 from events.replies import Reply
 from handlers.billing.spend_ledger import NANO, UserSpend
+from threadlog.cli_options import CredsOpt, endpoint_for
 
 invoices_app = typer.Typer(help="Invoices: run a period, list issued invoices.")
 console = Console()
@@ -68,10 +72,12 @@ async def usage_by_model(store: EventStore, user_id: str, period: str) -> UserSp
     return spend
 
 
-async def _with_store(nats_url: str, stream: str, fn: Any) -> Any:
-    import nats
-
-    nc = await nats.connect(servers=[u.strip() for u in nats_url.split(",")])
+async def _with_store(endpoint: NatsEndpoint, stream: str, fn: Any) -> Any:
+    try:
+        nc = await endpoint.connect(connect_timeout=3, max_reconnect_attempts=0,
+                                    allow_reconnect=False)
+    except Exception as exc:
+        _fail(f"cannot connect to {endpoint.url} ({exc}); check --nats-url and --creds")
     store = EventStore(nc, EventStreamSpec(name=stream))
     try:
         return await fn(store)
@@ -87,7 +93,8 @@ def _fail(message: str) -> NoReturn:
 
 @invoices_app.command("run")
 def invoices_run(period: str = typer.Option(..., "--period", help="YYYY-MM (a closed month)"),
-                 nats_url: str = NatsUrl, stream: str = Stream) -> None:
+                 nats_url: str = NatsUrl, stream: str = Stream,
+                 creds: Path | None = CredsOpt) -> None:
     """Issue the invoices of a closed period now (idempotent: issued ones are skipped)."""
     from scheduler.invoice_scheduler import RUN_SUBJECT
 
@@ -102,7 +109,7 @@ def invoices_run(period: str = typer.Option(..., "--period", help="YYYY-MM (a cl
         return Reply.model_validate_json(msg.data)
 
     try:
-        result = asyncio.run(_with_store(nats_url, stream, run)).unwrap()
+        result = asyncio.run(_with_store(endpoint_for(nats_url, creds), stream, run)).unwrap()
     except ThreadlogError as exc:
         _fail(f"{exc.code}: {exc.message}")
     table = Table(title=f"invoices {period}")
@@ -115,12 +122,14 @@ def invoices_run(period: str = typer.Option(..., "--period", help="YYYY-MM (a cl
 @invoices_app.command("list")
 def invoices_list(period: str | None = typer.Option(None, "--period", help="YYYY-MM"),
                   user: str | None = typer.Option(None, "--user"),
-                  nats_url: str = NatsUrl, stream: str = Stream) -> None:
+                  nats_url: str = NatsUrl, stream: str = Stream,
+                  creds: Path | None = CredsOpt) -> None:
     """Issued invoices and their status (pending, paid, failed)."""
     if period:
         check_period(period)
     rows: list[InvoiceRow] = asyncio.run(_with_store(
-        nats_url, stream, lambda s: list_invoices(s, period=period, user_id=user)))
+        endpoint_for(nats_url, creds), stream,
+        lambda s: list_invoices(s, period=period, user_id=user)))
     table = Table(title="invoices")
     for col in ("invoice", "user", "period", "amount", "currency", "status"):
         table.add_column(col, justify="right" if col == "amount" else "left")
@@ -132,11 +141,12 @@ def invoices_list(period: str | None = typer.Option(None, "--period", help="YYYY
 
 def usage_command(user: str = typer.Option(..., "--user"),
                   period: str = typer.Option(..., "--period", help="YYYY-MM"),
-                  nats_url: str = NatsUrl, stream: str = Stream) -> None:
+                  nats_url: str = NatsUrl, stream: str = Stream,
+                  creds: Path | None = CredsOpt) -> None:
     """A user's usage in a period, per model: calls, tokens by kind, cost."""
     check_period(period)
     spend: UserSpend = asyncio.run(_with_store(
-        nats_url, stream, lambda s: usage_by_model(s, user, period)))
+        endpoint_for(nats_url, creds), stream, lambda s: usage_by_model(s, user, period)))
     table = Table(title=f"usage of {user} in {period}")
     kinds = ("prompt_tokens", "completion_tokens", "reasoning_tokens", "cached_input_tokens",
              "cache_write_tokens")

@@ -1,8 +1,9 @@
 """CLI for projections: ``threadlog projections rebuild|status|export`` and ``threadlog sql``.
 
 DuckDB allows one process per file: ``status`` and ``sql`` ask a running projector over
-NATS (``query.status`` / ``query.sql``) when the file is held, and read the file directly
-when it is not; ``rebuild`` and ``export`` need the file (stop the projector first).
+NATS (``ops.status`` / ``ops.sql``: operator or service credentials) when the file is
+held, and read the file directly when it is not; ``rebuild`` and ``export`` need the
+file (stop the projector first).
 ``threadlog sql`` is for operators: it sees every user's rows (read-only, row and time
 limits apply).
 """
@@ -27,9 +28,11 @@ from rich.progress import (
 from rich.table import Table
 
 from events import ThreadlogError
+from events.connection import NatsEndpoint
 from events.replies import Reply
 from projections import admin
 from projections.queries.sql import SqlLimits
+from threadlog.cli_options import CredsOpt, endpoint_for
 from threadlog.settings import load_settings
 
 projections_app = typer.Typer(help="DuckDB read models: rebuild, status, export.")
@@ -44,10 +47,12 @@ StreamOpt = typer.Option(None, "--stream", help="events stream (default: EVENTS)
 
 
 def _paths(db: Path | None, data_dir: Path | None, stream: str | None,
-           nats_url: str | None) -> tuple[Path, str, str | None]:
+           nats_url: str | None, creds: Path | None = None
+           ) -> tuple[Path, str, NatsEndpoint | None]:
     settings = load_settings(data_dir=data_dir, nats_urls=nats_url)
-    url = settings.nats_urls[0] if settings.nats_urls else None
-    return db or settings.duckdb_path, stream or settings.events_stream, url
+    endpoint = endpoint_for(settings.nats_urls, creds, settings.data_dir) \
+        if settings.nats_urls else None
+    return db or settings.duckdb_path, stream or settings.events_stream, endpoint
 
 
 def _fail(exc: ThreadlogError) -> typer.Exit:
@@ -55,18 +60,19 @@ def _fail(exc: ThreadlogError) -> typer.Exit:
     return typer.Exit(1)
 
 
-async def _connect(url: str | None) -> Any:
-    import nats
-
+async def _connect(url: NatsEndpoint | None) -> Any:
     if not url:
         raise ThreadlogError("--nats-url is required for this command", code="invalid_input")
     try:
-        return await nats.connect(url, connect_timeout=3, max_reconnect_attempts=0)
+        return await url.connect(connect_timeout=3, max_reconnect_attempts=0,
+                                 allow_reconnect=False)
     except Exception as exc:
-        raise ThreadlogError(f"cannot connect to {url}: {exc}", code="unavailable") from None
+        raise ThreadlogError(f"cannot connect to {url.url} ({exc}); check --nats-url and "
+                             "--creds", code="unavailable") from None
 
 
-async def _ask(url: str | None, subject: str, body: dict[str, Any], timeout: float) -> Any:
+async def _ask(url: NatsEndpoint | None, subject: str, body: dict[str, Any],
+               timeout: float) -> Any:
     nc = await _connect(url)
     try:
         msg = await nc.request(subject, jsonlib.dumps(body).encode(), timeout=timeout)
@@ -78,7 +84,7 @@ async def _ask(url: str | None, subject: str, body: dict[str, Any], timeout: flo
 
 
 # ---------------------------------------------------------------------------- rebuild
-async def rebuild_async(url: str | None, db_path: Path, stream: str,
+async def rebuild_async(url: NatsEndpoint | None, db_path: Path, stream: str,
                         view: str | None) -> dict[str, Any]:
     """Rebuild ``view`` (or all) with a rich progress bar (events/s, ETA)."""
     nc = await _connect(url)
@@ -110,9 +116,10 @@ async def rebuild_async(url: str | None, db_path: Path, stream: str,
 @projections_app.command("rebuild")
 def rebuild_command(view: str | None = typer.Option(None, "--view", help="only this view"),
                     nats_url: str | None = NatsUrlOpt, db: Path | None = DbOpt,
-                    data_dir: Path | None = DataDirOpt, stream: str | None = StreamOpt) -> None:
+                    data_dir: Path | None = DataDirOpt, stream: str | None = StreamOpt,
+                    creds: Path | None = CredsOpt) -> None:
     """Rebuild every view (or one) from the event log. Stop the projector first."""
-    db_path, stream_name, url = _paths(db, data_dir, stream, nats_url)
+    db_path, stream_name, url = _paths(db, data_dir, stream, nats_url, creds)
     try:
         if view:
             admin.check_views([view])
@@ -126,12 +133,12 @@ def rebuild_command(view: str | None = typer.Option(None, "--view", help="only t
 
 
 # ---------------------------------------------------------------------------- status
-async def status_async(url: str | None, db_path: Path, stream: str) -> dict[str, Any]:
-    """From the file when free, else from the running projector (``query.status``)."""
+async def status_async(url: NatsEndpoint | None, db_path: Path, stream: str) -> dict[str, Any]:
+    """From the file when free, else from the running projector (``ops.status``)."""
     try:
         status = admin.offline_status(db_path)
     except admin.ProjectorRunning:
-        result: dict[str, Any] = await _ask(url, "query.status", {"user_id": "operator"}, 5)
+        result: dict[str, Any] = await _ask(url, "ops.status", {}, 5)
         result["source"] = "running projector"
         return result
     status["source"] = "file"
@@ -150,9 +157,10 @@ async def status_async(url: str | None, db_path: Path, stream: str) -> dict[str,
 @projections_app.command("status")
 def status_command(nats_url: str | None = NatsUrlOpt, db: Path | None = DbOpt,
                    data_dir: Path | None = DataDirOpt, stream: str | None = StreamOpt,
-                   json: bool = typer.Option(False, "--json", help="one JSON object")) -> None:
+                   json: bool = typer.Option(False, "--json", help="one JSON object"),
+                   creds: Path | None = CredsOpt) -> None:
     """Checkpoint, lag behind the stream, and each view's version."""
-    db_path, stream_name, url = _paths(db, data_dir, stream, nats_url)
+    db_path, stream_name, url = _paths(db, data_dir, stream, nats_url, creds)
     try:
         status = asyncio.run(status_async(url, db_path, stream_name))
     except ThreadlogError as exc:
@@ -184,16 +192,16 @@ def export_command(parquet: Path = typer.Option(..., "--parquet", help="output d
 
 
 # ---------------------------------------------------------------------------- sql
-async def sql_async(sql: str, url: str | None, db_path: Path, max_rows: int | None
+async def sql_async(sql: str, url: NatsEndpoint | None, db_path: Path, max_rows: int | None
                     ) -> dict[str, Any]:
-    """Offline on the file when free; else ``query.sql`` on the running projector."""
+    """Offline on the file when free; else ``ops.sql`` on the running projector."""
     try:
         return admin.offline_sql(db_path, sql, SqlLimits(), max_rows)
     except admin.ProjectorRunning:
-        body: dict[str, Any] = {"user_id": "operator", "sql": sql}
+        body: dict[str, Any] = {"sql": sql}
         if max_rows:
             body["max_rows"] = max_rows
-        result: dict[str, Any] = await _ask(url, "query.sql", body, 30)
+        result: dict[str, Any] = await _ask(url, "ops.sql", body, 30)
         return result
 
 
@@ -203,9 +211,9 @@ def sql_command(sql: str = typer.Argument(..., help="read-only SQL (SELECT, WITH
                                           "types, rows"),
                 max_rows: int | None = typer.Option(None, "--max-rows"),
                 nats_url: str | None = NatsUrlOpt, db: Path | None = DbOpt,
-                data_dir: Path | None = DataDirOpt) -> None:
+                data_dir: Path | None = DataDirOpt, creds: Path | None = CredsOpt) -> None:
     """Run read-only SQL over the views (operators: every user's rows are visible)."""
-    db_path, _, url = _paths(db, data_dir, None, nats_url)
+    db_path, _, url = _paths(db, data_dir, None, nats_url, creds)
     try:
         result = asyncio.run(sql_async(sql, url, db_path, max_rows))
     except ThreadlogError as exc:

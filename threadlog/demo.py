@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from handlers.agents.definition import Agent
+from handlers.client import Client
 from handlers.llm.scripted import Reply, scripted
 from handlers.llm.tools import ToolContext, tool
 from threadlog.runtime import running
@@ -53,7 +54,8 @@ async def run_demo(settings: Settings, console: Console) -> None:
     async with running(settings, agents=[agent], extra_parts=default_parts()) as rt:
         where = "embedded nats-server" if rt.embedded else "NATS"
         console.print(f"[bold]threadlog demo[/] on {where} {rt.urls[0]}, model {settings.model}")
-        client = rt.client("demo-user")
+        client, operator = await demo_clients(rt, settings)
+        console.print("connected as [cyan]demo-user[/] (user credentials) and an operator")
         tid = (await client.create_thread(title="Demo thread")).value["thread_id"]
         console.print(f"thread [cyan]{tid}[/] created")
 
@@ -82,16 +84,31 @@ async def run_demo(settings: Settings, console: Console) -> None:
                           escape((m["text"] or ("[tool]" if m["is_tool"] else ""))[:70]))
         console.print(table)
 
-        console.rule("5. SQL over the projections")
-        await show_sql(rt, console, obj.seq or 0)
+        console.rule("5. SQL over the projections (operator credentials)")
+        await show_sql(operator, console, obj.seq or 0)
+        await client.close()
+        await operator.close()
     console.print("[green]done[/]: everything stopped cleanly")
 
 
-async def show_sql(rt: Any, console: Console, min_seq: int) -> None:
+async def demo_clients(rt: Any, settings: Settings) -> tuple[Client, Client]:
+    """A user's and an operator's connection, each with credentials of its own (on a
+    deployment, issue them with ``threadlog credentials issue``)."""
+    if rt.embedded is None:
+        return (Client(rt.nc, user_id="demo-user"), Client(rt.nc, user_id="demo-operator"))
+    creds = settings.data_dir / "creds"
+    user = await Client.connect(rt.embedded.endpoint_for("user", "demo-user",
+                                                         creds / "demo-user.creds"))
+    operator = await Client.connect(rt.embedded.endpoint_for("operator", "demo-operator",
+                                                             creds / "demo-operator.creds"))
+    return user, operator
+
+
+async def show_sql(operator: Client, console: Console, min_seq: int) -> None:
     sql = ("SELECT role, count(*) AS messages, sum(total_tokens) AS tokens "
            "FROM messages GROUP BY role ORDER BY role")
     try:
-        res = await rt.client("demo-user").query("query.sql", sql=sql, min_seq=min_seq)
+        res = await operator.query("ops.sql", sql=sql, min_seq=min_seq)
     except Exception as exc:
         console.print(f"[yellow]SQL not available:[/] {exc}")
         return

@@ -4,6 +4,11 @@
 itself (or a given one) with its store under a directory, waits until it accepts
 connections, and stops it by its pid (SIGTERM, then SIGKILL after a grace period).
 Used by ``threadlog serve`` without ``--nats-url``, by the demo and by the tests.
+
+Auth is on by default: the server runs in JWT operator mode with the keys of
+``auth_dir`` (created on first use, see ``threadlog.nats_auth``), so anonymous
+connections are refused; :attr:`EmbeddedNats.endpoint` connects as the service role and
+:meth:`EmbeddedNats.issue` writes credentials for the other roles.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from importlib import metadata
 from pathlib import Path
 from types import TracebackType
 
+from events.connection import NatsEndpoint
 from events.errors import Unavailable
+from threadlog.nats_auth import NatsAuth
 
 
 def nats_server_binary() -> str:
@@ -51,8 +58,13 @@ class EmbeddedNats:
 
     def __init__(self, store_dir: str | Path, port: int | None = None, *,
                  host: str = "127.0.0.1", log_file: str | Path | None = None,
-                 sync_interval: str | None = None) -> None:
+                 sync_interval: str | None = None, auth_dir: str | Path | None = None,
+                 auth: bool = True, extra_config: str = "") -> None:
         self.store_dir = Path(store_dir)
+        self.auth: NatsAuth | None = None
+        if auth:
+            self.auth = NatsAuth.ensure(auth_dir or self.store_dir / "auth")
+        self.extra_config = extra_config
         self.port = port or 0
         """0 until started without a fixed port: the server picks one (``-p -1``)."""
         self.host = host
@@ -64,6 +76,26 @@ class EmbeddedNats:
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
+    @property
+    def service_creds(self) -> Path | None:
+        """The service role's credentials file (None when auth is off)."""
+        return self.auth.service_creds() if self.auth else None
+
+    @property
+    def endpoint(self) -> NatsEndpoint:
+        """This server, as threadlog's own service role."""
+        return NatsEndpoint((self.url,), self.service_creds)
+
+    def issue(self, role: str, name: str, out: str | Path) -> Path:
+        """Write a ``.creds`` file for ``role`` named ``name`` (see ``NatsAuth.issue``)."""
+        if self.auth is None:
+            raise Unavailable("this server runs without auth: there is nothing to issue")
+        return self.auth.write_creds(role, name, out)
+
+    def endpoint_for(self, role: str, name: str, out: str | Path) -> NatsEndpoint:
+        """A credential for ``role``/``name`` written to ``out``, as an endpoint."""
+        return NatsEndpoint((self.url,), self.issue(role, name, out))
+
     def start(self, timeout: float = 15.0) -> EmbeddedNats:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         ports_dir = self.store_dir / "ports"
@@ -74,9 +106,14 @@ class EmbeddedNats:
         args = [nats_server_binary(), "-js", "-a", self.host,
                 "-p", str(self.port or -1), "--ports_file_dir", str(ports_dir),
                 "-sd", str(self.store_dir), "-l", str(self.log_file)]
+        conf_text = self.auth.server_config() if self.auth else ""
         if self.sync_interval:
-            conf = self.store_dir / "sync.conf"
-            conf.write_text(f"jetstream {{ sync_interval: {self.sync_interval} }}\n")
+            conf_text += f"jetstream {{ sync_interval: {self.sync_interval} }}\n"
+        conf_text += self.extra_config
+        if conf_text:
+            conf = self.store_dir / "server.conf"
+            conf.write_text(conf_text)
+            conf.chmod(0o600)
             args += ["-c", str(conf)]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)

@@ -1,6 +1,6 @@
 """The parts ``threadlog serve`` runs beside the command handlers: the projector (with its
-query subjects on the same broker) and the invoice scheduler (in the projector's
-process: DuckDB allows one process per file)."""
+query subjects on the same broker), the invoice scheduler (in the projector's process:
+DuckDB allows one process per file) and the live relay of thread events."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from handlers.live_relay import LiveRelay
 from projections import Projector, ProjectorConfig, QueryService, register_query_subscribers
+from projections.queries.sql import SqlLimits
 from scheduler import invoice_scheduler_part
 from threadlog.runtime import Part, Runtime
 
@@ -21,14 +23,18 @@ async def projector_part(rt: Runtime) -> AsyncIterator[Projector]:
     the file is closed on exit."""
     rt.settings.data_dir.mkdir(parents=True, exist_ok=True)
     config = ProjectorConfig(db_path=rt.settings.duckdb_path, stream=rt.settings.events_stream)
-    projector = Projector(config, rt.nc, rt.urls[0])
+    projector = Projector(config, rt.nc, rt.endpoint or rt.urls[0])
     await projector.open()
-    register_query_subscribers(rt.broker, QueryService(projector))
+    queries = QueryService(projector, sql_limits=SqlLimits(
+        time_limit_s=rt.settings.sql_time_limit_s,
+        max_memory_mb=rt.settings.sql_memory_limit_mb))
+    register_query_subscribers(rt.broker, queries)
     task = asyncio.create_task(projector.run())
     rt.parts["projector"] = projector
     try:
         yield projector
     finally:
+        queries.close()
         projector.stop()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -43,6 +49,17 @@ def _waiter(rt: Any) -> Any:
     return rt.parts["projector"].wait_for
 
 
+@contextlib.asynccontextmanager
+async def live_relay_part(rt: Runtime) -> AsyncIterator[LiveRelay]:
+    """Relay thread events to their users' live subjects (``handlers.live_relay``)."""
+    relay = await LiveRelay(rt.nc, rt.settings.events_stream).start()
+    rt.parts["live_relay"] = relay
+    try:
+        yield relay
+    finally:
+        await relay.stop()
+
+
 def serve_parts() -> list[Part]:
-    """Projector, then the invoice scheduler that reads its views."""
-    return [projector_part, invoice_scheduler_part(_cursor, _waiter)]
+    """Projector, the invoice scheduler that reads its views, and the live relay."""
+    return [projector_part, invoice_scheduler_part(_cursor, _waiter), live_relay_part]

@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import nats
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NATS
 from pydantic import BaseModel
 
 from events import EventStore, EventStreamSpec, new_id
+from events.connection import NatsEndpoint
 from handlers import Client, CommandLog, build_handlers, make_broker
 from handlers.agents.commands import Generate
 from handlers.agents.definition import Agent, AgentRegistry, UsageHandler
@@ -41,6 +41,8 @@ class Runtime:
     broker: NatsBroker
     handlers: Handlers
     embedded: EmbeddedNats | None = None
+    endpoint: NatsEndpoint | None = None
+    """The servers and the service credentials this runtime connects with."""
     parts: dict[str, Any] = field(default_factory=dict)
 
     def client(self, user_id: str) -> Client:
@@ -81,12 +83,16 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
     after the handlers are registered and before the broker starts."""
     async with contextlib.AsyncExitStack() as stack:
         embedded = None
-        urls = list(settings.nats_urls)
-        if not urls:
-            embedded = EmbeddedNats(settings.nats_store_dir).start()
+        if settings.nats_urls:
+            endpoint = NatsEndpoint.of(settings.nats_urls, settings.nats_creds)
+        else:
+            embedded = EmbeddedNats(settings.nats_store_dir, settings.nats_port,
+                                    auth_dir=settings.auth_dir).start()
             stack.callback(embedded.stop)
-            urls = [embedded.url]
-        nc = await nats.connect(servers=urls, name="threadlog", max_reconnect_attempts=-1)
+            endpoint = embedded.endpoint
+        urls = list(endpoint.servers)
+        await endpoint.probe()
+        nc = await endpoint.connect(name="threadlog", max_reconnect_attempts=-1)
         stack.push_async_callback(nc.close)
         spec = EventStreamSpec(name=settings.events_stream, replicas=settings.replicas,
                                duplicate_window_s=settings.duplicate_window_s)
@@ -96,7 +102,8 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
                                             ttl_s=settings.duplicate_window_s,
                                             replicas=settings.replicas)
         stack.push_async_callback(command_log.drain)
-        broker = make_broker(urls, max_command_bytes=settings.max_command_bytes, logger=None)
+        broker = make_broker(endpoint, max_command_bytes=settings.max_command_bytes,
+                             concurrency=settings.handler_concurrency, logger=None)
         await ensure_delta_stream(nc, DeltaStreamSpec(
             name=settings.deltas_stream, max_age_s=settings.deltas_max_age_s,
             replicas=settings.replicas))
@@ -105,7 +112,7 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
                                         canvas_schema=canvas_schema, prices=prices,
                                         deltas_stream=settings.deltas_stream)
         stack.push_async_callback(handlers.close)
-        rt = Runtime(settings, urls, nc, store, broker, handlers, embedded)
+        rt = Runtime(settings, urls, nc, store, broker, handlers, embedded, endpoint)
         for part in extra_parts or []:
             await stack.enter_async_context(part(rt))
         if before_start is not None:

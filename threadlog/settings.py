@@ -6,10 +6,10 @@ A bad value is a :class:`SettingsError` naming the field, raised before anything
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from events.errors import ValidationFailed, pydantic_error_details
 from events.ids import check_token
@@ -24,8 +24,20 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="THREADLOG_", extra="forbid")
 
-    nats_urls: list[str] = Field(default_factory=list,
-                                 description="NATS server URLs; empty starts an embedded server")
+    nats_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="NATS server URLs (comma separated in the "
+        "environment); empty starts an embedded server")
+    nats_creds: Path | None = Field(
+        None, description="credentials file (.creds) this process connects with; the "
+        "embedded server's own service credentials when empty")
+    nats_port: int | None = Field(None, ge=1, le=65535,
+                                  description="fixed port of the embedded server")
+    handler_concurrency: int = Field(64, ge=1, le=10_000,
+                                     description="requests each subject serves at once")
+    sql_time_limit_s: float = Field(10.0, gt=0, le=3600,
+                                    description="operators' SQL: time limit per query")
+    sql_memory_limit_mb: int = Field(512, ge=16, le=1 << 20,
+                                     description="operators' SQL: memory growth per query")
     data_dir: Path = Field(Path(".threadlog"), description="embedded NATS store, DuckDB file")
     events_stream: str = "EVENTS"
     deltas_stream: str = "DELTAS"
@@ -67,6 +79,11 @@ class Settings(BaseSettings):
     @property
     def nats_store_dir(self) -> Path:
         return self.data_dir / "nats"
+
+    @property
+    def auth_dir(self) -> Path:
+        """The embedded server's keys (operator, account, role signing keys)."""
+        return self.data_dir / "auth"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 
-import nats
 from rich.console import Console
 
 from events import Aggregate, EventStore, EventStreamSpec
+from events.connection import NatsEndpoint
 
 
-async def tail(nats_url: str, stream: str, thread: str | None, from_seq: int | None,
-               console: Console) -> None:
-    nc = await nats.connect(nats_url.split(","))
+async def tail(endpoint: NatsEndpoint, stream: str, thread: str | None,
+               from_seq: int | None, console: Console) -> None:
+    nc = await endpoint.connect()
     try:
         store = EventStore(nc, EventStreamSpec(name=stream))
         start = from_seq if from_seq is not None else await store.last_seq() + 1

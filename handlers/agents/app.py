@@ -28,9 +28,10 @@ ABORT = subjects.ABORT
 
 
 def make_generator(runner: CommandRunner, nc: NATS | None, agents: AgentRegistry) -> Generator:
-    def writer(thread_id: str, message_id: str, generation_id: str) -> DeltaWriter:
+    def writer(user_id: str, thread_id: str, message_id: str, generation_id: str
+               ) -> DeltaWriter:
         assert nc is not None
-        return DeltaWriter(nc, thread_id, message_id, generation_id=generation_id)
+        return DeltaWriter(nc, user_id, thread_id, message_id, generation_id=generation_id)
 
     def client_for(user_id: str) -> Client | None:
         return Client(nc, user_id=user_id) if nc is not None else None

@@ -127,7 +127,7 @@ def add_usage(a: Usage, b: Usage) -> Usage:
 class Generator:
     def __init__(self, runner: CommandRunner, store: EventStore, agents: AgentRegistry,
                  call_step: StepCaller, run_tool: ToolRunner,
-                 delta_writer: Callable[[str, str, str], DeltaWriter] | None) -> None:
+                 delta_writer: Callable[[str, str, str, str], DeltaWriter] | None) -> None:
         self.runner = runner
         self.store = store
         self.agents = agents
@@ -317,7 +317,7 @@ class Generator:
                      "vector_score_threshold": opts.vector_score_threshold}
         try:
             res = await Client(self.store.nc, user_id=cmd.user_id).query(
-                "query.messages.search", min_seq=version, **body)
+                "query.{user_id}.messages.search", min_seq=version, **body)
         except ThreadlogError as exc:
             log.warning("context search skipped: %s", exc.message)
             return []
@@ -414,7 +414,8 @@ class Generator:
                        validate_object: Callable[[Any], Any] | None = None
                        ) -> GenerationResult:
         """Model steps from the pending message ``res.message_id`` at ``step`` on."""
-        writer = (self.delta_writer(cmd.thread_id, res.message_id or "", cmd.command_id)
+        writer = (self.delta_writer(cmd.user_id, cmd.thread_id, res.message_id or "",
+                                    cmd.command_id)
                   if cmd.stream and self.delta_writer else None)
         abort = self.aborts.setdefault(res.message_id or "", asyncio.Event())
         try:

@@ -6,10 +6,10 @@ owns (like ``handlers.app.build_handlers``) and returns the :class:`Billing` who
 
 | subject | payload -> result |
 | --- | --- |
-| ``cmd.invoice.paid`` | ``{command_id, user_id, period, payment_ref?}`` -> invoice |
-| ``cmd.invoice.failed`` | ``{command_id, user_id, period, reason?}`` -> invoice |
-| ``cmd.budget.set`` | ``{command_id, user_id, limit_usd: number or null}`` -> budget |
-| ``query.budget.status`` | ``{user_id, period?}`` -> ``{limit_usd, spent_usd, ...}`` |
+| ``ops.invoice.paid`` | ``{command_id, user_id, period, payment_ref?}`` -> invoice |
+| ``ops.invoice.failed`` | ``{command_id, user_id, period, reason?}`` -> invoice |
+| ``ops.budget.set`` | ``{command_id, user_id, limit_usd: number or null}`` -> budget |
+| ``query.<user_id>.budget.status`` | ``{user_id, period?}`` -> ``{limit_usd, spent_usd, ...}`` |
 
 The invoice commands are for operators and payment integrations: they act on the invoice
 of the ``user_id`` they name.

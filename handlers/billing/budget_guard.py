@@ -2,7 +2,7 @@
 
 ``check_budget(user_id, model, messages, max_tokens)`` runs first thing in a generation,
 before the model is called and before anything is appended. With no limit (neither the
-user's own ``cmd.budget.set`` nor the configured default) it returns at once. Otherwise it
+user's own ``ops.budget.set`` nor the configured default) it returns at once. Otherwise it
 estimates the call's cost: prompt tokens by ``litellm.token_counter`` on the messages,
 completion tokens = ``max_tokens`` (or ``assumed_completion_tokens`` when unset), priced
 like usage (per-model ``ModelPrice`` override, else litellm's local price map; an unpriced

@@ -110,7 +110,7 @@ INVOICE_KIND: AggregateKind[InvoiceState, Decision] = AggregateKind(
 
 
 class InvoiceStatusCommands:
-    """``cmd.invoice.paid`` / ``cmd.invoice.failed`` through the aggregate runner."""
+    """``ops.invoice.paid`` / ``ops.invoice.failed`` through the aggregate runner."""
 
     def __init__(self, store: EventStore, command_log: CommandLog | None = None, *,
                  capacity: int = 10_000) -> None:

@@ -1,13 +1,13 @@
 """The billing commands through the one pipeline (``handlers.aggregate_runner``).
 
-- ``cmd.invoice.paid`` / ``cmd.invoice.failed``: the invoice aggregate
+- ``ops.invoice.paid`` / ``ops.invoice.failed``: the invoice aggregate
   (``handlers.billing.invoice_status``).
-- ``cmd.budget.set``: ``SpendLimitSet`` on ``usage.<user_id>``, appended with ``expected`` =
+- ``ops.budget.set``: ``SpendLimitSet`` on ``usage.<user_id>``, appended with ``expected`` =
   the ledger's fold of that aggregate (caught up first: generations append usage there
   from every handler process; a conflict catches up and retries). The reply is the
   budget status with the new limit, and a re-sent command id gets that first reply back
   from the command log (not the limit as it is now).
-- ``query.budget.status``: a read of the ledger (no pipeline: nothing is appended).
+- ``query.<user_id>.budget.status``: a read of the ledger (no pipeline: nothing is appended).
 
 Guarantees and failure modes: those of the aggregate runner; a refused command appends
 nothing.

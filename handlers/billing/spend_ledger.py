@@ -25,7 +25,7 @@ allow (they are soft under concurrent calls). Users with a limit are checked aga
 log as above. Until the watcher has caught up (or if it stops), every check reads.
 
 The folds live in an :class:`AggregateStateCache` (``SpendLedger.users``), which the
-aggregate runner of ``cmd.budget.set`` shares (``handlers.billing.service``): a limit
+aggregate runner of ``ops.budget.set`` shares (``handlers.billing.service``): a limit
 set here is folded at once, under the same per-user lock.
 
 Failure modes: NATS errors propagate (``unavailable``). At most ``max_users`` users are
@@ -138,7 +138,7 @@ class SpendLedger:
         self.max_users = max_users
         self.users: AggregateStateCache[UserSpend] = AggregateStateCache(
             store, lambda uid: UserSpend(user_id=uid), lambda st: st.after_seq, max_users)
-        """The folds, by user id (the aggregate runner of ``cmd.budget.set`` shares it)."""
+        """The folds, by user id (the aggregate runner of ``ops.budget.set`` shares it)."""
         self._appending: set[str] = set()
         self._limited: dict[str, bool] = {}
         """Users whose latest ``spend_limit_set`` sets a limit (watcher; see the module)."""

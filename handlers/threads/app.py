@@ -31,7 +31,7 @@ def register_thread_commands(broker: NatsBroker, runner: CommandRunner,
     """Thread commands. Deleting a thread also purges its canvases (when ``canvas``);
     ``purges`` (the pending-purge records) enables asynchronous deletion."""
 
-    @broker.subscriber(subjects.CREATE_THREAD, queue=COMMAND_QUEUE, title="cmd.thread.create",
+    @broker.subscriber(subjects.CREATE_THREAD, queue=COMMAND_QUEUE, title=subjects.CREATE_THREAD,
                        description="Create a thread. Result: {thread_id}.")
     async def create_thread(body: CreateThread) -> dict[str, Any]:
         tid = thread_decisions.thread_id_for(body)
@@ -39,14 +39,14 @@ def register_thread_commands(broker: NatsBroker, runner: CommandRunner,
                                  thread_decisions.replay_thread_result)
         return reply.model_dump(mode="json")
 
-    @broker.subscriber(subjects.UPDATE_THREAD, queue=COMMAND_QUEUE, title="cmd.thread.update",
+    @broker.subscriber(subjects.UPDATE_THREAD, queue=COMMAND_QUEUE, title=subjects.UPDATE_THREAD,
                        description="Update a thread's title, summary, status or metadata.")
     async def update_thread(body: UpdateThread) -> dict[str, Any]:
         reply = await runner.run(body, body.thread_id, thread_decisions.update_thread,
                                  thread_decisions.replay_thread_result)
         return reply.model_dump(mode="json")
 
-    @broker.subscriber(subjects.SAVE_MESSAGES, queue=COMMAND_QUEUE, title="cmd.messages.save",
+    @broker.subscriber(subjects.SAVE_MESSAGES, queue=COMMAND_QUEUE, title=subjects.SAVE_MESSAGES,
                        description="Save messages to a thread. Result: ids, order, step_order.")
     async def save_messages(body: SaveMessages) -> dict[str, Any]:
         reply = await runner.run(body, body.thread_id, thread_decisions.save_messages,
@@ -55,7 +55,7 @@ def register_thread_commands(broker: NatsBroker, runner: CommandRunner,
 
     deleter = ThreadDeleter(runner, canvas, deltas_stream, purges)
 
-    @broker.subscriber(subjects.DELETE_THREAD, queue=COMMAND_QUEUE, title="cmd.thread.delete",
+    @broker.subscriber(subjects.DELETE_THREAD, queue=COMMAND_QUEUE, title=subjects.DELETE_THREAD,
                        description="Delete a thread: its content is purged from the log "
                                    "(a content-free tombstone stays), its canvases and "
                                    "deltas too, and the projections drop its rows. "
@@ -64,7 +64,8 @@ def register_thread_commands(broker: NatsBroker, runner: CommandRunner,
     async def delete_thread(body: DeleteThread) -> dict[str, Any]:
         return (await deleter.delete_thread(body)).model_dump(mode="json")
 
-    @broker.subscriber(subjects.DELETE_USER_DATA, queue=COMMAND_QUEUE, title="cmd.user.delete",
+    @broker.subscriber(subjects.DELETE_USER_DATA, queue=COMMAND_QUEUE,
+                       title=subjects.DELETE_USER_DATA,
                        description="Delete every thread (messages, canvases) of the user. "
                                    "Usage and invoices stay; they hold no content. "
                                    "wait=false: reply at once, delete in the background.")
@@ -72,7 +73,7 @@ def register_thread_commands(broker: NatsBroker, runner: CommandRunner,
         return (await deleter.delete_user_data(body)).model_dump(mode="json")
 
     @broker.subscriber(subjects.PENDING_DELETIONS, queue=COMMAND_QUEUE,
-                       title="cmd.deletion.pending",
+                       title=subjects.PENDING_DELETIONS,
                        description="Purges still owed by the user's asynchronous deletions "
                                    "(of one thread with thread_id), after waiting up to "
                                    "wait_s for them. Result: {pending, done}.")

@@ -48,6 +48,7 @@ from events import Aggregate, Unavailable
 from events.replies import Reply
 from events.store import EventRef
 from handlers.runner import CommandRunner
+from handlers.streaming import thread_deltas_filter
 from handlers.threads import decisions as thread_decisions
 from handlers.threads.commands import DeleteThread, DeleteUserData, PendingDeletions
 from handlers.threads.pending_purges import PendingPurges, Record, thread_key, user_key
@@ -82,7 +83,7 @@ class ThreadDeleter:
             await self.canvas.purge_thread(thread_id)
         with contextlib.suppress(NotFoundError):
             await self.store.js.purge_stream(self.deltas_stream,
-                                             subject=f"deltas.{thread_id}.>")
+                                             subject=thread_deltas_filter(thread_id))
 
     def _with_purge(self, d: thread_decisions.Decision, thread_id: str
                     ) -> thread_decisions.Decision:

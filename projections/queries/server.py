@@ -19,8 +19,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from projections.queries import models
-from projections.queries.service import QUERIES, QueryService
+from events.identity import reply_allowed
+from projections.queries.service import QUERIES, QueryService, QuerySpec
 
 log = logging.getLogger(__name__)
 
@@ -38,26 +38,30 @@ class QueryServer:
     async def start(self) -> QueryServer:
         for spec in QUERIES:
             self._subs.append(await self.nc.subscribe(
-                self.service.subject(spec.name), queue="projector", cb=self._cb(spec.name)))
+                self.service.wildcard(spec), queue="projector", cb=self._cb(spec)))
         await self.nc.flush()  # the server has the subscriptions when start() returns
         return self
 
-    def _cb(self, name: str) -> Any:
+    def _cb(self, spec: QuerySpec) -> Any:
         async def on_request(msg: Msg) -> None:
-            task = asyncio.create_task(self._answer(name, msg))
+            if msg.reply and not reply_allowed(msg.reply):
+                log.warning("dropped a request on %s: its reply subject %r is not an inbox",
+                            msg.subject, msg.reply)
+                return
+            task = asyncio.create_task(self._answer(spec, msg))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
         return on_request
 
-    async def _answer(self, name: str, msg: Msg) -> None:
+    async def _answer(self, spec: QuerySpec, msg: Msg) -> None:
         async with self._slots:
-            reply = await self.service.handle_raw(name, msg.data)
+            reply = await self.service.handle_raw(spec, msg.data, subject=msg.subject)
         if msg.reply:
             try:
                 await msg.respond(reply.model_dump_json().encode())
             except Exception:
-                log.warning("could not answer %s", name, exc_info=True)
+                log.warning("could not answer %s", msg.subject, exc_info=True)
 
     async def close(self) -> None:
         for sub in self._subs:
@@ -78,15 +82,15 @@ def register_query_subscribers(broker: Any, service: QueryService) -> None:
     """Register the query subjects on a FastStream ``NatsBroker`` (for ``threadlog serve``
     and its AsyncAPI document). The broker's middleware formats validation errors."""
     for spec in QUERIES:
-        _register_one(broker, service, spec.name, spec.model, spec.description)
+        _register_one(broker, service, spec)
 
 
-def _register_one(broker: Any, service: QueryService, name: str,
-                  model: type[models.Query], description: str) -> None:
+def _register_one(broker: Any, service: QueryService, spec: QuerySpec) -> None:
     async def handler(body: Any) -> dict[str, Any]:
-        reply = await service.execute(name, body)
+        reply = await service.execute(spec.name, body, operators=spec.operators)
         return reply.model_dump(mode="json")
 
-    handler.__annotations__ = {"body": model, "return": dict[str, Any]}
-    broker.subscriber(service.subject(name), queue="projector", title=f"query.{name}",
-                      description=description)(handler)
+    handler.__annotations__ = {"body": spec.model, "return": dict[str, Any]}
+    subject = service.template(spec)
+    broker.subscriber(subject, queue="projector", title=subject,
+                      description=spec.description)(handler)

@@ -19,13 +19,15 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 
-from events.decoding import validate_request
+from events.decoding import check_size, decode_json_body, validate_model
 from events.errors import ThreadlogError
+from events.identity import USER_PLACEHOLDER, bind_to_user, for_user
 from events.replies import Reply, bounded_reply, reply_for
 from projections.projector import Projector
 from projections.queries import models, reads
@@ -38,9 +40,15 @@ Read = Callable[[duckdb.DuckDBPyConnection, Any], dict[str, Any]]
 
 @dataclass(frozen=True)
 class QuerySpec:
+    """One query. A user's query is ``query.<user_id>.<name>`` (the server lets a
+    user-role connection publish only under its own id, so the subject names the user the
+    read is for); an operators' query is ``ops.<name>`` (operator and service roles only).
+    """
+
     name: str
     model: type[models.Query]
     description: str
+    operators: bool = False
 
 
 QUERIES: tuple[QuerySpec, ...] = (
@@ -57,11 +65,18 @@ QUERIES: tuple[QuerySpec, ...] = (
               "messages."),
     QuerySpec("usage.summary", models.UsageSummary,
               "Token and cost totals per billing period and model for the user."),
-    QuerySpec("sql", models.SqlQuery,
-              "Operators only: read-only SQL over the views (row and time limits)."),
     QuerySpec("status", models.StatusQuery,
-              "Projection checkpoint, stream lag and per-view versions."),
+              "Projection checkpoint, stream lag, per-view versions, rejected events "
+              "(no file paths)."),
+    QuerySpec("sql", models.SqlQuery,
+              "Operators only: read-only SQL over the views (row, time and memory limits).",
+              operators=True),
+    QuerySpec("status", models.StatusQuery,
+              "Operators only: the status with the database file's path.", operators=True),
 )
+
+PRIVATE_STATUS_KEYS = frozenset({"db_path"})
+"""Status fields shown to operators only (the server's file paths)."""
 
 _READS: dict[str, Read] = {
     "threads.list": reads.threads_list,
@@ -77,64 +92,102 @@ class QueryService:
     """Runs queries against a :class:`Projector` (in its process)."""
 
     def __init__(self, projector: Projector, *, sql_limits: SqlLimits | None = None,
-                 prefix: str = "query", max_request_bytes: int = 1_000_000) -> None:
+                 prefix: str = "query", max_request_bytes: int = 1_000_000,
+                 read_threads: int = 4) -> None:
         self.projector = projector
         self.max_request_bytes = max_request_bytes
         self.sql_limits = sql_limits or SqlLimits()
         self.prefix = prefix
+        self.ops_prefix = "ops" if prefix == "query" else f"{prefix}.ops"
         self._cursor_lock = threading.Lock()
-        self._specs = {s.name: s for s in QUERIES}
+        # Operators' SQL runs on a thread of its own (one query at a time: the memory
+        # watch is per process), users' reads on their own pool: heavy SQL never holds a
+        # thread a user's read is waiting for. Waits for min_seq take no thread at all.
+        self._sql_pool = ThreadPoolExecutor(1, thread_name_prefix="threadlog-sql")
+        self._read_pool = ThreadPoolExecutor(read_threads, thread_name_prefix="threadlog-read")
+        self._specs = {self.template(s): s for s in QUERIES}
 
-    def subject(self, name: str) -> str:
-        return f"{self.prefix}.{name}"
+    def template(self, spec: QuerySpec) -> str:
+        """``spec``'s subject template (``{user_id}``: FastStream's path syntax)."""
+        if spec.operators:
+            return f"{self.ops_prefix}.{spec.name}"
+        return f"{self.prefix}.{USER_PLACEHOLDER}.{spec.name}"
+
+    def wildcard(self, spec: QuerySpec) -> str:
+        return self.template(spec).replace(USER_PLACEHOLDER, "*")
+
+    def subject(self, name: str, user_id: str | None = None, *,
+                operators: bool = False) -> str:
+        """The subject of query ``name`` for ``user_id`` (an operators' query with
+        ``operators=True``, or when only operators have one of that name)."""
+        ops = operators or not any(s.name == name and not s.operators for s in QUERIES)
+        spec = QuerySpec(name, models.Query, "", operators=ops)
+        return for_user(self.template(spec), user_id or "*")
 
     def max_reply_bytes(self) -> int | None:
         """The projector connection's max payload (the server's INFO), if known."""
         limit = getattr(self.projector.nc, "max_payload", None)
         return limit if isinstance(limit, int) and limit > 0 else None
 
-    async def handle_raw(self, name: str, payload: bytes) -> Reply:
-        """Validate a JSON request body for query ``name`` (size, strict JSON, model:
-        ``events.decoding.validate_request``), run it, and bound the reply by the
+    async def handle_raw(self, spec: QuerySpec | str, payload: bytes, *,
+                         subject: str | None = None) -> Reply:
+        """Validate a JSON request body for query ``spec`` (size, strict JSON, model:
+        ``events.decoding.validate_request``; with ``subject``, the read is for the
+        subject's user: ``events.identity``), run it, and bound the reply by the
         connection's max payload (``reply_too_large``)."""
-        spec = self._specs.get(name)
-        if spec is None:
-            return Reply.failure(ThreadlogError(f"unknown query {name!r}", code="not_found",
+        found = spec if isinstance(spec, QuerySpec) else self._specs.get(spec)
+        if found is None:
+            return Reply.failure(ThreadlogError(f"unknown query {spec!r}", code="not_found",
                                                 details={"known": sorted(self._specs)}))
+        where = self.template(found)
         try:
-            query = validate_request(spec.model, payload, max_bytes=self.max_request_bytes)
+            body = decode_json_body(check_size(payload, self.max_request_bytes))
+            if subject is not None and not found.operators:
+                bind_to_user(body, subject.split(".")[1])
+            query = validate_model(found.model, body)
         except Exception as exc:
-            return reply_for(exc, where=self.subject(name))
-        reply = await self.execute(name, query)
+            return reply_for(exc, where=where)
+        reply = await self.execute(found.name, query, operators=found.operators)
         return bounded_reply(reply, self.max_reply_bytes())
 
-    async def execute(self, name: str, query: models.Query) -> Reply:
-        """Run a validated query; every error becomes a failure reply."""
+    async def execute(self, name: str, query: models.Query, *,
+                      operators: bool = False) -> Reply:
+        """Run a validated query; every error becomes a failure reply. ``operators``: the
+        request came on an ``ops.*`` subject (full status)."""
         try:
             if query.min_seq is not None:
                 cap = self.projector.config.min_seq_timeout_s
                 await self.projector.wait_for(query.min_seq, min(query.wait_s or cap, cap))
             seq = self.projector.checkpoint
             if name == "status":
-                return Reply.success(await self.projector.status(), seq=seq)
+                status = await self.projector.status()
+                if not operators:
+                    status = {k: v for k, v in status.items() if k not in PRIVATE_STATUS_KEYS}
+                return Reply.success(status, seq=seq)
             if name == "sql":
                 assert isinstance(query, models.SqlQuery)
                 result = await self._in_thread(
-                    lambda cur: run_sql(cur, query.sql, self.sql_limits, query.max_rows))
+                    lambda cur: run_sql(cur, query.sql, self.sql_limits, query.max_rows),
+                    self._sql_pool)
             else:
                 read = _READS[name]
-                result = await self._in_thread(lambda cur: read(cur, query))
+                result = await self._in_thread(lambda cur: read(cur, query), self._read_pool)
             return Reply.success(result, seq=seq)
         except Exception as exc:
-            return reply_for(exc, where=self.subject(name))
+            return reply_for(exc, where=name)
 
-    async def _in_thread(self, fn: Callable[[duckdb.DuckDBPyConnection], dict[str, Any]]
-                         ) -> dict[str, Any]:
+    async def _in_thread(self, fn: Callable[[duckdb.DuckDBPyConnection], dict[str, Any]],
+                         pool: ThreadPoolExecutor) -> dict[str, Any]:
         def run() -> dict[str, Any]:
             with self.projector.reading() as cur:
                 return fn(cur)
 
-        return await asyncio.to_thread(run)
+        return await asyncio.get_running_loop().run_in_executor(pool, run)
+
+    def close(self) -> None:
+        """Stop the worker threads (running reads finish)."""
+        self._sql_pool.shutdown(wait=False, cancel_futures=True)
+        self._read_pool.shutdown(wait=False, cancel_futures=True)
 
 
 Handler = Callable[[bytes], Awaitable[Reply]]

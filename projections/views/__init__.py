@@ -9,12 +9,14 @@ from projections.views.canvas import CanvasEditsView, CanvasStateView
 from projections.views.invoices import InvoicesView
 from projections.views.message_embeddings import MessageEmbeddingsView
 from projections.views.messages import MessagesView
+from projections.views.rejected_events import RejectedEventsView
 from projections.views.threads import ThreadsView
 from projections.views.tool_calls import ToolCallsView
 from projections.views.usage import UsageView
 
 VIEWS: list[View] = [ThreadsView(), MessagesView(), ToolCallsView(), UsageView(),
-                     CanvasStateView(), CanvasEditsView(), InvoicesView(), MessageEmbeddingsView()]
+                     CanvasStateView(), CanvasEditsView(), InvoicesView(), MessageEmbeddingsView(),
+                     RejectedEventsView()]
 
 
 def view_names() -> list[str]:

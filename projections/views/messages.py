@@ -122,21 +122,21 @@ class MessagesView(SqlView):
                 SELECT {_PATCH} FROM {_events(src, "type IN ('message_status_changed', "
                                                    "'message_finalized')")}
                 GROUP BY 1""")
-        try:
-            if batch.has("message_saved"):
-                self._insert(con, src, patched, replace)
-            if patched:
-                # Rows saved by this apply were folded above (their seq is above both the
-                # view's floor and the batch's first - 1); rows saved earlier get the
-                # patch here.
-                sets = ", ".join(f'"{c}" = {e}' for c, e in _patched("messages").items())
-                con.execute(f"""UPDATE messages SET {sets}
-                    FROM {_PATCHES} p
-                    WHERE messages.message_id = p.message_id AND p.last_seq > messages.seq
-                      AND messages.seq <= {max(int(batch.floor), int(batch.first) - 1)}""")
-        finally:
-            if patched:
-                con.execute(f"DROP TABLE IF EXISTS {_PATCHES}")
+        # On an error the caller rolls back, which drops the temp table too (dropping it
+        # here would fail in the aborted transaction and hide the error, e.g. the key
+        # conflict that makes the projector re-apply with replace).
+        if batch.has("message_saved"):
+            self._insert(con, src, patched, replace)
+        if patched:
+            # Rows saved by this apply were folded above (their seq is above both the
+            # view's floor and the batch's first - 1); rows saved earlier get the
+            # patch here.
+            sets = ", ".join(f'"{c}" = {e}' for c, e in _patched("messages").items())
+            con.execute(f"""UPDATE messages SET {sets}
+                FROM {_PATCHES} p
+                WHERE messages.message_id = p.message_id AND p.last_seq > messages.seq
+                  AND messages.seq <= {max(int(batch.floor), int(batch.first) - 1)}""")
+            con.execute(f"DROP TABLE IF EXISTS {_PATCHES}")
 
     @staticmethod
     def _insert(con: duckdb.DuckDBPyConnection, src: str, patched: bool,

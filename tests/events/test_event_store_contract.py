@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import nats
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -221,7 +220,7 @@ class TestJetStreamStore(EventStoreContract):
 async def test_events_survive_a_nats_server_restart(tmp_path: Path) -> None:
     srv = EmbeddedNats(tmp_path / "nats").start()
     try:
-        nc = await nats.connect(srv.url)
+        nc = await srv.endpoint.connect()
         store = EventStore(nc, EventStreamSpec())
         await store.setup()
         a = Aggregate.thread("persist")
@@ -230,7 +229,7 @@ async def test_events_survive_a_nats_server_restart(tmp_path: Path) -> None:
         port = srv.port
         srv.stop()
         srv = EmbeddedNats(tmp_path / "nats", port=port).start()
-        nc = await nats.connect(srv.url)
+        nc = await srv.endpoint.connect()
         store = EventStore(nc, EventStreamSpec())
         await store.setup()
         evs = await store.read(a)

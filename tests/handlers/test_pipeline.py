@@ -46,11 +46,16 @@ from handlers.threads.commands import (
     UpdateThread,
 )
 from projections.queries.models import MessagesList
-from projections.queries.service import QUERIES
+from projections.queries.service import QUERIES, QuerySpec
 from scheduler.invoice_scheduler import RUN_SUBJECT, RunInvoices
 from tests.conftest import RuntimeFactory
 from threadlog.parts import serve_parts
 from threadlog.runtime import Runtime
+
+
+def query_subject(spec: QuerySpec) -> str:
+    return f"ops.{spec.name}" if spec.operators else f"query.{{user_id}}.{spec.name}"
+
 
 MODELS: dict[str, type[BaseModel]] = {
     thread_subjects.CREATE_THREAD: CreateThread,
@@ -71,11 +76,11 @@ MODELS: dict[str, type[BaseModel]] = {
     billing_subjects.INVOICE_FAILED: MarkInvoiceFailed,
     billing_subjects.SET_SPEND_LIMIT: SetSpendLimit,
     billing_subjects.BUDGET_STATUS: BudgetQuery,
-    **{f"query.{spec.name}": spec.model for spec in QUERIES},
+    **{query_subject(spec): spec.model for spec in QUERIES},
     RUN_SUBJECT: RunInvoices,
 }
 BROKER_SUBJECTS = [*thread_subjects.ALL, *canvas_subjects.ALL, *billing_subjects.ALL,
-                   *(f"query.{spec.name}" for spec in QUERIES)]
+                   *(query_subject(spec) for spec in QUERIES)]
 """Served by the handlers' FastStream broker (queries by the projector part on it)."""
 EVERY_SUBJECT = [*BROKER_SUBJECTS, RUN_SUBJECT]
 MESSAGES_LIST = next(s for s, m in MODELS.items() if m is MessagesList)

@@ -38,7 +38,7 @@ async def projector(store: EventStore, nc: NATS, nats_server: EmbeddedNats,
     if projector_views is not None:
         config = ProjectorConfig(db_path=config.db_path, stream=store.stream,
                                  views=projector_views)
-    p = Projector(config, nc, nats_server.url)
+    p = Projector(config, nc, nats_server.endpoint)
     await p.open()
     task = asyncio.create_task(p.run())
     yield p
@@ -57,7 +57,12 @@ async def ask(projector: Projector, nc: NATS) -> AsyncIterator[Ask]:
 
     async def _ask(name: str, body: dict[str, Any] | bytes) -> Reply:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        msg = await nc.request(service.subject(name), data, timeout=15)
+        try:
+            user = json.loads(data).get("user_id")
+        except (ValueError, AttributeError):
+            user = None
+        msg = await nc.request(service.subject(name, user if isinstance(user, str) else "nobody"),
+                               data, timeout=15)
         return Reply.model_validate_json(msg.data)
 
     yield _ask

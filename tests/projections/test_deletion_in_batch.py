@@ -37,7 +37,7 @@ async def test_content_deleted_in_the_same_batch_leaves_no_row(
     await save_message(store, "u1", gone, 0, text="secret")
     await store.append(Aggregate.thread(gone), [ThreadDeleted(thread_id=gone)], user_id="u1")
     p = Projector(ProjectorConfig(db_path=tmp_path / "v.duckdb", stream=store.stream),
-                  nc, nats_server.url)
+                  nc, nats_server.endpoint)
     await run_until_caught_up(p)  # one batch: the log was not purged
     cur = p.cursor()
     threads = cur.execute("SELECT thread_id FROM threads ORDER BY 1").fetchall()

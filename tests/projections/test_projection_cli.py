@@ -6,7 +6,6 @@ import asyncio
 import json
 from pathlib import Path
 
-import nats
 import pyarrow.parquet as pq
 import typer
 from typer.testing import CliRunner
@@ -19,9 +18,9 @@ from threadlog.embedded_nats import EmbeddedNats
 runner = CliRunner()
 
 
-def _fill(url: str, stream: str, n: int) -> int:
+def _fill(srv: EmbeddedNats, stream: str, n: int) -> int:
     async def go() -> int:
-        nc = await nats.connect(url)
+        nc = await srv.endpoint.connect()
         try:
             return (await fill(nc, stream, n, seed=3))[0]
         finally:
@@ -32,9 +31,9 @@ def _fill(url: str, stream: str, n: int) -> int:
 
 def test_rebuild_status_export_and_sql_offline(store: EventStore, nats_server: EmbeddedNats,
                                               tmp_path: Path) -> None:
-    last = _fill(nats_server.url, store.stream, 3000)
-    common = ["--nats-url", nats_server.url, "--db", str(tmp_path / "v.duckdb"),
-              "--stream", store.stream]
+    last = _fill(nats_server, store.stream, 3000)
+    common = ["--nats-url", nats_server.url, "--creds", str(nats_server.service_creds),
+              "--db", str(tmp_path / "v.duckdb"), "--stream", store.stream]
     r = runner.invoke(projections_app, ["rebuild", *common])
     assert r.exit_code == 0, r.output
     assert "rebuilt threads, messages, tool_calls, usage" in r.output

@@ -50,9 +50,10 @@ def checkpoint_of(db: Path) -> int:
         con.close()
 
 
-def start(url: str, db: Path, stream: str, prefix: str) -> subprocess.Popen[bytes]:
+def start(srv: EmbeddedNats, db: Path, stream: str, prefix: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "projections", "--nats-url", url, "--db", str(db),
+        [sys.executable, "-m", "projections", "--nats-url", srv.url,
+         "--creds", str(srv.service_creds), "--db", str(db),
          "--stream", stream, "--query-prefix", prefix, "--batch-max", "200",
          "--catchup-batch-max", "300", "--min-seq-timeout", "30"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
@@ -64,7 +65,7 @@ async def test_sigkill_at_random_points_then_restart_equals_clean_rebuild(
     assert deleted, "the workload deletes (and purges) some threads"
 
     ref = Projector(ProjectorConfig(db_path=tmp_path / "ref.duckdb", stream=store.stream),
-                    nc, nats_server.url)
+                    nc, nats_server.endpoint)
     await run_until_caught_up(ref)
     await ref.close()
     expected = tables_of(tmp_path / "ref.duckdb")
@@ -73,7 +74,7 @@ async def test_sigkill_at_random_points_then_restart_equals_clean_rebuild(
     db, prefix, rnd = tmp_path / "crash.duckdb", f"q{os.getpid()}x", random.Random(5)
     mid_catch_up = []
     for _ in range(KILLS):
-        proc = start(nats_server.url, db, store.stream, prefix)
+        proc = start(nats_server, db, store.stream, prefix)
         await asyncio.sleep(rnd.uniform(0.4, 1.2))  # a random moment, not a wait for state
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -84,13 +85,13 @@ async def test_sigkill_at_random_points_then_restart_equals_clean_rebuild(
     assert sum(mid_catch_up) >= 5, f"too few kills during catch-up: {mid_catch_up}"
     print("kills during catch-up:", mid_catch_up)
 
-    proc = start(nats_server.url, db, store.stream, prefix)
+    proc = start(nats_server, db, store.stream, prefix)
     try:
         assert proc.stdout is not None
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
         assert line.strip() == b"projector ready"
         # The query waits (bounded, event-driven) until the checkpoint reaches the end.
-        msg = await nc.request(f"{prefix}.status", f'{{"user_id": "op", "min_seq": {last}, '
+        msg = await nc.request(f"{prefix}.op.status", f'{{"user_id": "op", "min_seq": {last}, '
                                f'"wait_s": 30}}'.encode(), timeout=35)
         reply = Reply.model_validate_json(msg.data)
         assert reply.ok, reply.error

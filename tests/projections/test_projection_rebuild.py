@@ -33,7 +33,7 @@ async def test_bumping_a_view_version_rebuilds_only_that_view(
     last, _ = await fill(nc, store.stream, 2000, seed=5)
     db = tmp_path / "v.duckdb"
     without_usage = [v for v in VIEWS if v.name != "usage"]
-    p = await _run(nc, nats_server.url, db, store.stream, without_usage)
+    p = await _run(nc, nats_server.endpoint, db, store.stream, without_usage)
     assert p.checkpoint == last
     cur = p.cursor()
     assert cur.execute("SELECT count(*) FROM information_schema.tables "
@@ -42,7 +42,7 @@ async def test_bumping_a_view_version_rebuilds_only_that_view(
     await p.close()
 
     # Adding the usage view replays the log into it alone.
-    p = await _run(nc, nats_server.url, db, store.stream, list(VIEWS))
+    p = await _run(nc, nats_server.endpoint, db, store.stream, list(VIEWS))
     cur = p.cursor()
     usage_v1 = cur.execute("SELECT * FROM usage ORDER BY ALL").fetchall()
     assert usage_v1 and p.checkpoint == last
@@ -53,7 +53,7 @@ async def test_bumping_a_view_version_rebuilds_only_that_view(
     thread, _ = await create_thread(store, "u1")
     _, seq = await save_message(store, "u1", thread, 0)
     bumped = [UsageViewV2() if v.name == "usage" else v for v in VIEWS]
-    p = await _run(nc, nats_server.url, db, store.stream, bumped)
+    p = await _run(nc, nats_server.endpoint, db, store.stream, bumped)
     cur = p.cursor()
     assert p.checkpoint == seq
     assert cur.execute("SELECT * FROM usage ORDER BY ALL").fetchall() == usage_v1
@@ -77,13 +77,13 @@ async def test_a_batch_starting_below_a_views_checkpoint_still_finalizes_its_mes
     tid, _ = await create_thread(store, "u1")
     mid, saved_seq = await save_message(store, "u1", tid, 0, role="assistant",
                                         status="pending", text="")
-    p = await _run(nc, nats_server.url, db, store.stream, [MessagesView()])
+    p = await _run(nc, nats_server.endpoint, db, store.stream, [MessagesView()])
     await p.close()
     await store.append(Aggregate.thread(tid), [MessageFinalized(
         message_id=mid, thread_id=tid, status="success", content=[TextPart(text="done")])],
         user_id="u1")
     # threads is new: the feed starts at 1, below messages' checkpoint (saved_seq).
-    p = await _run(nc, nats_server.url, db, store.stream, [ThreadsView(), MessagesView()])
+    p = await _run(nc, nats_server.endpoint, db, store.stream, [ThreadsView(), MessagesView()])
     row = p.cursor().execute("SELECT status, text, seq FROM messages WHERE message_id = ?",
                              [mid]).fetchall()
     await p.close()

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -42,9 +43,19 @@ def test_bench_without_a_name_lists_benchmarks() -> None:
     assert "append" in run_cli("bench").stdout
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 async def test_serve_starts_embedded_nats_serves_commands_and_stops_it_on_sigterm(
         tmp_path: Path) -> None:
-    proc = subprocess.Popen([*CLI, "serve", "--data-dir", str(tmp_path)],
+    """With auth on: anonymous connections are refused, a user credential issued by
+    ``threadlog credentials issue`` works, on the fixed ``--nats-port``."""
+    port = free_port()
+    proc = subprocess.Popen([*CLI, "serve", "--data-dir", str(tmp_path), "--nats-port",
+                             str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "COLUMNS": "200"})
     try:
@@ -56,13 +67,22 @@ async def test_serve_starts_embedded_nats_serves_commands_and_stops_it_on_sigter
             if m:
                 url = m.group(1)
                 break
-        assert url, "serve did not report its URL"
+        assert url == f"nats://127.0.0.1:{port}", "serve did not report its URL"
         children = psutil.Process(proc.pid).children(recursive=True)
         assert any("nats-server" in c.name() for c in children)
-        nc = await nats.connect(url)
+        with pytest.raises(Exception, match=r"(?i)authorization"):
+            await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0)
+        creds = tmp_path / "u1.creds"
+        issued = run_cli("credentials", "issue", "--role", "user", "--user", "u1",
+                         "--data-dir", str(tmp_path), "--out", str(creds))
+        assert issued.returncode == 0, issued.stderr
+        nc = await nats.connect(url, user_credentials=str(creds), inbox_prefix="_INBOX.u.u1")
         res = await Client(nc, user_id="u1").create_thread(title="via serve")
         assert res.seq == 1
         await nc.close()
+        bad = run_cli("credentials", "issue", "--role", "user", "--data-dir", str(tmp_path),
+                      "--out", str(tmp_path / "x.creds"))
+        assert bad.returncode == 2 and "--user" in bad.stderr
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
         for c in children:
@@ -100,11 +120,12 @@ async def test_events_tail_prints_new_events_live(nats_server: EmbeddedNats) -> 
     from events import Aggregate, EventStore, EventStreamSpec, ThreadCreated, new_id
 
     stream = "EV" + new_id()[:10].upper()
-    nc = await nats.connect(nats_server.url)
+    nc = await nats_server.endpoint.connect()
     store = EventStore(nc, EventStreamSpec(name=stream))
     await store.setup()
     tid = "tail" + new_id()[:8]
     proc = subprocess.Popen([*CLI, "events", "tail", "--nats-url", nats_server.url,
+                             "--creds", str(nats_server.service_creds),
                              "--stream", stream, "--from-seq", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "COLUMNS": "200"})

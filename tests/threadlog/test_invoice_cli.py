@@ -35,7 +35,8 @@ async def test_list_and_usage_tables(store: EventStore, nats_server: EmbeddedNat
         call_id="c1", user_id="ann", model="gpt-4o", cost=0.5,
         usage=Usage(prompt_tokens=1234, completion_tokens=10, total_tokens=1244),
         at=datetime(2025, 1, 31, 23, 59, 59, tzinfo=UTC))])
-    common = ["--nats-url", nats_server.url, "--stream", store.stream]
+    common = ["--nats-url", nats_server.url, "--creds", str(nats_server.service_creds),
+              "--stream", store.stream]
     runner = CliRunner()
 
     def invoke(*args: str) -> tuple[int, str]:

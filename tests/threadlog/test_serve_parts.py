@@ -23,13 +23,13 @@ async def test_usage_flows_from_the_log_through_the_view_to_an_invoice(
                 cost=cost, at=datetime(2025, 1, 15, tzinfo=UTC))])
         summary = await rt.client(user).query("query.usage.summary", min_seq=last.last_seq)
         assert summary.seq is not None and summary.seq >= last.last_seq
-        reply = json.loads((await rt.nc.request("cmd.invoices.run",
+        reply = json.loads((await rt.nc.request("ops.invoices.run",
                                                 b'{"period": "2025-01"}', timeout=30)).data)
         assert reply["ok"], reply
         issued = await rt.store.read(Aggregate("invoice", f"{user}_2025-01"))
         assert [e.type for e in issued] == ["invoice_issued"]
         assert abs(issued[0].event.amount - 0.75) < 1e-9  # type: ignore[attr-defined]
         rows = await rt.client(user).query(
-            "query.sql", sql=f"SELECT status, amount FROM invoices WHERE user_id = '{user}'",
+            "ops.sql", sql=f"SELECT status, amount FROM invoices WHERE user_id = '{user}'",
             min_seq=issued[0].seq)
         assert rows.value["rows"] == [["pending", 0.75]]

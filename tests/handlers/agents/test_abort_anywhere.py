@@ -12,7 +12,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import nats
 import pytest
 from pydantic import BaseModel
 
@@ -54,9 +53,10 @@ async def rt(runtime_factory: RuntimeFactory) -> AsyncIterator[Runtime]:
 
 @pytest.fixture
 async def process_b(rt: Runtime) -> AsyncIterator[Handlers]:
-    nc = await nats.connect(rt.urls[0])
+    assert rt.endpoint is not None
+    nc = await rt.endpoint.connect()
     store = EventStore(nc, rt.store.spec)
-    handlers = await build_handlers(make_broker(rt.urls, logger=None), store, None,
+    handlers = await build_handlers(make_broker(rt.endpoint, logger=None), store, None,
                                     AgentRegistry(agents(rt.parts["model"])))
     try:
         yield handlers

@@ -200,10 +200,10 @@ async def test_late_subscriber_catches_up_on_deltas_by_cursor(rt: Runtime) -> No
     from events import derived_id
 
     mid = derived_id("reply", "gen-late", "0")
-    chunks = [ch async for ch in read_deltas(rt.nc, tid, mid)]
+    chunks = [ch async for ch in read_deltas(rt.nc, "u1", tid, mid)]
     assert "".join(ch["text"] for ch in chunks) == res.value["text"] == text
     assert chunks[-1]["done"] and chunks[-1]["status"] == "success"
-    tail = [ch async for ch in read_deltas(rt.nc, tid, mid, from_chunk=2)]
+    tail = [ch async for ch in read_deltas(rt.nc, "u1", tid, mid, from_chunk=2)]
     assert tail == chunks[2:]
 
 

@@ -97,7 +97,7 @@ async def test_embeddings_are_events_with_usage_and_go_with_the_thread(rt: Runti
     deleted = await c.delete_thread(tid)
     assert not [e for e in await rt.store.read(Aggregate.thread(tid))
                 if isinstance(e.event, MessageEmbedded)]  # purged from the log
-    rows = await c.query("query.sql", min_seq=deleted.seq,
+    rows = await c.query("ops.sql", min_seq=deleted.seq,
                          sql=f"SELECT count(*) AS n FROM message_embeddings "
                              f"WHERE thread_id = '{tid}'")
     assert rows.value["rows"] == [[0]]

@@ -36,7 +36,7 @@ async def thread_with_messages(rt: Runtime, user: str = "u1") -> str:
 
 async def rows(rt: Runtime, tid: str, min_seq: int | None) -> list[list[int]]:
     res = await rt.client("u1").query(
-        "query.sql", min_seq=min_seq,
+        "ops.sql", min_seq=min_seq,
         sql=f"SELECT (SELECT count(*) FROM threads WHERE thread_id = '{tid}'), "
             f"(SELECT count(*) FROM messages WHERE thread_id = '{tid}')")
     return list(res.value["rows"])

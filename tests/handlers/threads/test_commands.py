@@ -24,7 +24,7 @@ async def count(rt: Runtime) -> int:
 
 
 async def raw(rt: Runtime, subject: str, body: bytes) -> dict:
-    msg = await rt.nc.request(subject, body, timeout=5)
+    msg = await rt.nc.request(subject.replace("{user_id}", "u1"), body, timeout=5)
     return json.loads(msg.data)
 
 
@@ -88,7 +88,7 @@ BAD_INPUTS = [
     (subjects.CREATE_THREAD, b"{not json", "invalid_json"),
     (subjects.CREATE_THREAD, b"[1, 2]", "invalid_input"),
     (subjects.CREATE_THREAD, b'{"user_id": "u1"}', "invalid_input"),
-    (subjects.CREATE_THREAD, b'{"command_id": "c", "user_id": "u.1"}', "invalid_input"),
+    (subjects.CREATE_THREAD, b'{"command_id": "c", "user_id": "u.1"}', "forbidden"),
     (subjects.CREATE_THREAD, b'{"command_id": "c", "user_id": "u1", "thread_id": "a>b"}',
      "invalid_input"),
     (subjects.CREATE_THREAD, b'{"command_id": "c", "user_id": "u1", "bogus": 1}',

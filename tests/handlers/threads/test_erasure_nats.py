@@ -104,7 +104,8 @@ async def runtime(srv: EmbeddedNats, tmp_path: Path, stream: str) -> AsyncIterat
     model = "e" + uuid4().hex[:8]
     agents = [Agent(name="a", model=f"scripted/{model}",
                     call_settings=CallSettings(max_retries=0))]
-    settings = Settings(nats_urls=[srv.url], data_dir=tmp_path, events_stream=stream)
+    settings = Settings(nats_urls=[srv.url], nats_creds=srv.service_creds, data_dir=tmp_path,
+                        events_stream=stream)
     async with running(settings, agents=agents) as r:
         r.parts["model"] = model
         yield r
