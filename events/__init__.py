@@ -8,6 +8,8 @@ from events import (  # noqa: F401  (registers the catalogue)
     invoice_events,
     thread_events,
     usage_events,
+    work_events,
+    workflow_events,
 )
 from events.catalogue import CATALOGUE, Catalogue, Event, register, upcaster
 from events.content import ContentPart, TextPart, ToolCallPart, ToolResultPart, Usage, text_of
