@@ -146,7 +146,7 @@ class NatsAuth:
         try:
             seed = path.read_text().strip()
             nkeys.from_seed(seed.encode())
-        except (OSError, Exception) as exc:
+        except Exception as exc:
             raise ValueError(f"bad or missing key file {path}: {exc}") from None
         return seed
 

@@ -87,6 +87,7 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
             endpoint = NatsEndpoint.of(settings.nats_urls, settings.nats_creds)
         else:
             embedded = EmbeddedNats(settings.nats_store_dir, settings.nats_port,
+                                    host=settings.nats_host,
                                     auth_dir=settings.auth_dir).start()
             stack.callback(embedded.stop)
             endpoint = embedded.endpoint

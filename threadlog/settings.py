@@ -32,6 +32,8 @@ class Settings(BaseSettings):
         "embedded server's own service credentials when empty")
     nats_port: int | None = Field(None, ge=1, le=65535,
                                   description="fixed port of the embedded server")
+    nats_host: str = Field("127.0.0.1", min_length=1, max_length=255,
+                           description="interface the embedded server listens on")
     handler_concurrency: int = Field(64, ge=1, le=10_000,
                                      description="requests each subject serves at once")
     sql_time_limit_s: float = Field(10.0, gt=0, le=3600,
