@@ -1,12 +1,12 @@
 """Turning the feed's events into a batch the views apply: screen, cut, encode, share out.
 
-:func:`prepare` runs on the projector's event loop (its SQL screen in a thread of its own)
-while the writer lanes apply the previous batch. Steps, in order:
+:func:`prepare` runs on the projector's event loop while the writer lanes apply the
+previous batch. Steps, in order:
 
 1. events recorded as rejected before (``known``: the ``rejected_events`` rows, and
    events isolated by the projector's bisection fallback) are dropped again;
 2. the screen (:mod:`projections.screen`) rejects unknown types, invalid UTF-8 and
-   envelopes that are not JSON objects with a string ``type`` and an object ``data``;
+   envelopes that are not JSON objects with an object ``data``;
 3. a thread's events preceding its ``thread_deleted`` in the batch are dropped (invariant
    8; a rejected tombstone deletes nothing);
 4. old envelope versions are upcast; the events become one Arrow table (``seq``, ``type``,

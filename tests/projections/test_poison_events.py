@@ -16,6 +16,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from events import Aggregate, EventEnvelope, EventStore, MessageSaved, TextPart, new_id
+from events.connection import NatsEndpoint
 from projections.projector import Projector, ProjectorConfig, run_until_caught_up
 from projections.screen import RAW_PREFIX
 from projections.views import VIEWS
@@ -27,7 +28,8 @@ USER = "u-poison"
 
 
 @contextlib.asynccontextmanager
-async def running(nc: NATS, url: str, stream: str, db: Path) -> AsyncIterator[Projector]:
+async def running(nc: NATS, url: NatsEndpoint, stream: str, db: Path
+                  ) -> AsyncIterator[Projector]:
     p = Projector(ProjectorConfig(db_path=db, stream=stream), nc, url)
     await p.open()
     task = asyncio.create_task(p.run())
