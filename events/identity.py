@@ -25,14 +25,27 @@ subscriber listens on ``*``; a client fills in its user)."""
 
 
 REPLY_ROOT = "_INBOX."
-"""Replies go only to inboxes: the requester chooses the reply subject, and the service
-may publish anywhere, so answering on ``events.>`` or ``$JS.API.>`` would let any caller
-write the log or call the stream API through the service (a confused deputy)."""
+USER_INBOX_ROOT = "_INBOX.u."
+TRUSTED_INBOX_ROOTS = ("_INBOX.a.", "_INBOX.o.", "_INBOX.s.")
+"""Inboxes of the app, operator and service roles (``events.credentials``)."""
 
 
-def reply_allowed(reply: str | None) -> bool:
-    """Whether the service may answer on ``reply`` (an inbox subject)."""
-    return bool(reply) and str(reply).startswith(REPLY_ROOT)
+def reply_allowed(reply: str | None, subject: str | None = None) -> bool:
+    """Whether the service may answer a request on ``subject`` at ``reply``.
+
+    The requester chooses the reply subject and the service may publish anywhere, so
+    answering on ``events.>`` or ``$JS.API.>`` would let any caller write the log or call
+    the stream API through the service (a confused deputy), and answering on another
+    user's inbox would forge replies to that user. Allowed: the inbox of the user the
+    subject acts for (``_INBOX.u.<user>.``), or an app, operator or service inbox (a user
+    cannot subscribe there; a forged reply would need the pending request's random token
+    to be taken as its answer)."""
+    if not reply or not reply.startswith(REPLY_ROOT):
+        return False
+    if reply.startswith(USER_INBOX_ROOT):
+        user = subject_user(subject) if subject else None
+        return user is not None and reply.startswith(f"{USER_INBOX_ROOT}{user}.")
+    return reply.startswith(TRUSTED_INBOX_ROOTS)
 
 
 def subject_user(subject: str) -> str | None:

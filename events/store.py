@@ -7,7 +7,8 @@ Guarantees
   The check covers every subject of the aggregate (the ``...-Subject`` wildcard header), so
   a stale writer appending a new event type is rejected too. A conflict raises
   :class:`ConcurrencyError` carrying the current version.
-- Idempotency: each event is published with ``Nats-Msg-Id`` = ``<command_id>:<n>`` (or its
+- Idempotency: each event is published with ``Nats-Msg-Id`` =
+  ``<aggregate type>.<aggregate id>:<command_id>:<n>`` (:func:`msg_id_for`; or its
   event id). Re-appending within the stream's duplicate window returns the original
   sequences with ``duplicate=True`` and appends nothing.
 - Atomicity: several events go in one atomic batch (ADR-50): all stored or none.
@@ -72,6 +73,25 @@ FEW = 8
 _LAST_SEQ = re.compile(r"wrong last sequence: (\d+)")
 
 
+def msg_id_for(aggregate: Aggregate, command_id: str, n: int) -> str:
+    """``Nats-Msg-Id`` of the ``n``-th event a command appends to ``aggregate``:
+    ``<type>.<id>:<command_id>:<n>``. JetStream deduplicates message ids across the whole
+    stream, so the id names the aggregate: the same command id sent by two users (or
+    for two threads) are two commands, never one silently dropped."""
+    return f"{aggregate.type}.{aggregate.id}:{command_id}:{n}"
+
+
+def command_id_of(msg_id: str) -> str | None:
+    """The command id in a message id of :func:`msg_id_for` (or of the older
+    ``<command_id>:<n>`` form); None for other ids."""
+    parts = msg_id.split(":")
+    if len(parts) == 3:
+        return parts[1]
+    if len(parts) == 2:
+        return parts[0]
+    return None
+
+
 def _expected_headers(aggregate: Aggregate, expected: Expected) -> dict[str, str]:
     """The optimistic-concurrency headers of an append (none for ``"any"``)."""
     if expected == "any":
@@ -94,7 +114,8 @@ class AppendResult:
 class EventRef:
     """What erasure needs of one stored event: where it is and which commands caused it
     (no content). ``command_ids`` are the candidates for the command's stored reply:
-    the ``Nats-Msg-Id`` prefix (``<command_id>:<n>``), the causation and correlation ids."""
+    the ``Nats-Msg-Id``'s command id (:func:`command_id_of`), the causation and
+    correlation ids."""
 
     seq: int
     subject: str
@@ -107,8 +128,9 @@ class EventRef:
                  data: bytes) -> EventRef:
         ids: set[str] = set()
         msg_id = (headers or {}).get(H_MSG_ID)
-        if msg_id and ":" in msg_id:
-            ids.add(msg_id.rsplit(":", 1)[0])
+        command_id = command_id_of(msg_id) if msg_id else None
+        if command_id:
+            ids.add(command_id)
         env: dict[str, Any] = {}
         with contextlib.suppress(ValueError):
             decoded = json.loads(data)
@@ -188,7 +210,8 @@ class EventStore:
                                   details={"count": len(events)})
         envs = self.envelopes(aggregate, events, command_id=command_id, user_id=user_id,
                               correlation_id=correlation_id)
-        msg_ids = [f"{command_id}:{n}" if command_id else e.event_id for n, e in enumerate(envs)]
+        msg_ids = [msg_id_for(aggregate, command_id, n) if command_id else e.event_id
+                   for n, e in enumerate(envs)]
         check = _expected_headers(aggregate, expected)
         subjects = [aggregate.subject(e.type) for e in envs]
         payloads = [e.to_bytes() for e in envs]
@@ -228,7 +251,8 @@ class EventStore:
                                  user_id=user_id, correlation_id=correlation_id)
         (env2,) = self.envelopes(aggregate, [second], command_id=command_ids[1],
                                  user_id=user_id, correlation_id=correlation_id)
-        id1, id2 = f"{command_ids[0]}:0", f"{command_ids[1]}:0"
+        id1 = msg_id_for(aggregate, command_ids[0], 0)
+        id2 = msg_id_for(aggregate, command_ids[1], 0)
         check = _expected_headers(aggregate, expected)
         ack1, ack2 = await self._request_in_order([
             (aggregate.subject(env1.type), env1.to_bytes(), {H_MSG_ID: id1, **check}),

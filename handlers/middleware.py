@@ -46,16 +46,18 @@ def error_middleware() -> ExceptionMiddleware:
 
 
 class ReplyGuard(BaseMiddleware):
-    """Serves only requests whose reply subject is an inbox (``events.identity``): any
-    other reply subject (``events.>``, ``$JS.API.>``, ``$KV.>``...) would make the
-    service publish there on the requester's behalf. Such a request is dropped unserved
+    """Serves only requests whose reply subject is an inbox of their caller
+    (``events.identity.reply_allowed``): any other reply subject (``events.>``,
+    ``$JS.API.>``, ``$KV.>``, another user's inbox...) would make the service publish
+    there on the requester's behalf. Such a request is dropped unserved
     and logged; a message without a reply subject is served as usual."""
 
     async def consume_scope(self, call_next: Any, msg: Any) -> Any:
         reply = getattr(msg, "reply_to", "")
-        if reply and not reply_allowed(reply):
-            log.warning("dropped a request on %s: its reply subject %r is not an inbox",
-                        getattr(getattr(msg, "raw_message", None), "subject", "?"), reply)
+        subject = getattr(getattr(msg, "raw_message", None), "subject", None)
+        if reply and not reply_allowed(reply, subject):
+            log.warning("dropped a request on %s: its reply subject %r is not an inbox "
+                        "of its caller", subject, reply)
             msg.reply_to = ""  # FastStream would publish the (empty) result there
             return None
         return await call_next(msg)

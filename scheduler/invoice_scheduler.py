@@ -183,7 +183,7 @@ class InvoiceScheduler:
         decoding and validation (:func:`events.decoding.validate_request`), one error
         mapping (``reply_for``) and a reply bounded by the connection's max payload; a
         reply subject that is not an inbox is not served (``events.identity``)."""
-        if msg.reply and not reply_allowed(msg.reply):
+        if msg.reply and not reply_allowed(msg.reply, msg.subject):
             log.warning("dropped %s: its reply subject %r is not an inbox", RUN_SUBJECT,
                         msg.reply)
             return

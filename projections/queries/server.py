@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from events.identity import reply_allowed
-from projections.queries.service import QUERIES, QueryService, QuerySpec
+from projections.queries.service import QUERIES, QUERY_CONCURRENCY, QueryService, QuerySpec
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 class QueryServer:
     """The nats-py subscriptions of the query subjects; ``await close()`` to stop."""
 
-    def __init__(self, nc: NATS, service: QueryService, max_concurrency: int = 64) -> None:
+    def __init__(self, nc: NATS, service: QueryService,
+                 max_concurrency: int = QUERY_CONCURRENCY) -> None:
         self.nc = nc
         self.service = service
         self._subs: list[Subscription] = []
@@ -44,8 +45,9 @@ class QueryServer:
 
     def _cb(self, spec: QuerySpec) -> Any:
         async def on_request(msg: Msg) -> None:
-            if msg.reply and not reply_allowed(msg.reply):
-                log.warning("dropped a request on %s: its reply subject %r is not an inbox",
+            if msg.reply and not reply_allowed(msg.reply, msg.subject):
+                log.warning("dropped a request on %s: its reply subject %r is not an inbox "
+                            "of its caller",
                             msg.subject, msg.reply)
                 return
             task = asyncio.create_task(self._answer(spec, msg))
@@ -93,4 +95,4 @@ def _register_one(broker: Any, service: QueryService, spec: QuerySpec) -> None:
     handler.__annotations__ = {"body": spec.model, "return": dict[str, Any]}
     subject = service.template(spec)
     broker.subscriber(subject, queue="projector", title=subject,
-                      description=spec.description)(handler)
+                      description=spec.description, max_workers=QUERY_CONCURRENCY)(handler)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -76,6 +77,11 @@ QUERIES: tuple[QuerySpec, ...] = (
 )
 
 PRIVATE_STATUS_KEYS = frozenset({"db_path"})
+MAX_WAITS_PER_USER = 8
+"""Reads of one user that may wait for ``min_seq`` at once (``rate_limited`` beyond)."""
+QUERY_CONCURRENCY = 512
+"""Requests each query subject serves at once per process: waits for ``min_seq`` take
+no thread, reads run on the read pool."""
 """Status fields shown to operators only (the server's file paths)."""
 
 _READS: dict[str, Read] = {
@@ -100,6 +106,7 @@ class QueryService:
         self.prefix = prefix
         self.ops_prefix = "ops" if prefix == "query" else f"{prefix}.ops"
         self._cursor_lock = threading.Lock()
+        self._waiting: Counter[str] = Counter()
         # Operators' SQL runs on a thread of its own (one query at a time: the memory
         # watch is per process), users' reads on their own pool: heavy SQL never holds a
         # thread a user's read is waiting for. Waits for min_seq take no thread at all.
@@ -155,9 +162,8 @@ class QueryService:
         """Run a validated query; every error becomes a failure reply. ``operators``: the
         request came on an ``ops.*`` subject (full status)."""
         try:
-            if query.min_seq is not None:
-                cap = self.projector.config.min_seq_timeout_s
-                await self.projector.wait_for(query.min_seq, min(query.wait_s or cap, cap))
+            if query.min_seq is not None and self.projector.checkpoint < query.min_seq:
+                await self._wait_for(query)
             seq = self.projector.checkpoint
             if name == "status":
                 status = await self.projector.status()
@@ -175,6 +181,27 @@ class QueryService:
             return Reply.success(result, seq=seq)
         except Exception as exc:
             return reply_for(exc, where=name)
+
+    async def _wait_for(self, query: models.Query) -> None:
+        """Wait (bounded) until the projection reaches ``query.min_seq``. A user may have
+        at most :data:`MAX_WAITS_PER_USER` reads waiting at once (``rate_limited``
+        beyond): waits take no thread, but each holds a request slot of the subscriber,
+        and one user must not hold them all."""
+        assert query.min_seq is not None
+        user = getattr(query, "user_id", None) or ""
+        if self._waiting[user] >= MAX_WAITS_PER_USER:
+            raise ThreadlogError(
+                f"{MAX_WAITS_PER_USER} reads of this user already wait for min_seq; retry "
+                "when they are answered", code="rate_limited",
+                details={"limit": MAX_WAITS_PER_USER, "retry_after_s": 1.0})
+        self._waiting[user] += 1
+        try:
+            cap = self.projector.config.min_seq_timeout_s
+            await self.projector.wait_for(query.min_seq, min(query.wait_s or cap, cap))
+        finally:
+            self._waiting[user] -= 1
+            if not self._waiting[user]:
+                del self._waiting[user]
 
     async def _in_thread(self, fn: Callable[[duckdb.DuckDBPyConnection], dict[str, Any]],
                          pool: ThreadPoolExecutor) -> dict[str, Any]:

@@ -247,7 +247,7 @@ async def test_headers_reach_the_server_intact_on_the_fast_publish_path(store: E
     a = Aggregate.thread("hdr")
     r = await store.append(a, [created("hdr")], "no_stream", command_id="cmd-hdr")
     msg = await store.js.get_msg(store.stream, r.last_seq)
-    assert msg.headers == {"Nats-Msg-Id": "cmd-hdr:0",
+    assert msg.headers == {"Nats-Msg-Id": "thread.hdr:cmd-hdr:0",
                            "Nats-Expected-Last-Subject-Sequence": "0",
                            "Nats-Expected-Last-Subject-Sequence-Subject": "events.thread.hdr.>"}
     assert msg.subject == "events.thread.hdr.thread_created"
