@@ -39,12 +39,13 @@ purge already left in block files before this erasure existed.
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.js.errors import NotFoundError
 
-from events import Aggregate, Unavailable
+from events import Aggregate, ThreadlogError, Unavailable
 from events.replies import Reply
 from events.store import EventRef
 from handlers.runner import CommandRunner
@@ -54,6 +55,9 @@ from handlers.threads.commands import DeleteThread, DeleteUserData, PendingDelet
 from handlers.threads.pending_purges import PendingPurges, Record, thread_key, user_key
 from handlers.threads.state import ThreadState
 from handlers.threads.user_threads import UserThreads
+
+MAX_WAITS_PER_USER = 4
+"""Requests of one user that may wait in ``cmd.<u>.deletion.pending`` at once."""
 
 
 class ThreadDeleter:
@@ -65,6 +69,7 @@ class ThreadDeleter:
         self.deltas_stream = deltas_stream
         self.user_threads = UserThreads(runner.store)
         self.purges = purges
+        self._waiting: Counter[str] = Counter()
         """Records of asynchronous deletions; without it ``wait: false`` is unavailable."""
 
     async def _purge(self, thread_id: str) -> None:
@@ -179,10 +184,23 @@ class ThreadDeleter:
 
     async def pending(self, cmd: PendingDeletions) -> Reply:
         """The caller's pending purges (of ``thread_id`` only, if given), after waiting up
-        to ``wait_s`` for them to finish."""
+        to ``wait_s`` for them to finish. At most :data:`MAX_WAITS_PER_USER` of one
+        user's requests wait at once (``rate_limited`` beyond): one user must not hold
+        every request slot of the subject."""
         keys = (thread_key(cmd.user_id, cmd.thread_id) if cmd.thread_id
                 else f"{cmd.user_id}.>")
-        left = await self._pending().wait(keys, cmd.wait_s)
+        if cmd.wait_s and self._waiting[cmd.user_id] >= MAX_WAITS_PER_USER:
+            raise ThreadlogError(
+                f"{MAX_WAITS_PER_USER} requests of this user already wait; retry when they "
+                "are answered", code="rate_limited",
+                details={"limit": MAX_WAITS_PER_USER, "retry_after_s": 1.0})
+        self._waiting[cmd.user_id] += 1
+        try:
+            left = await self._pending().wait(keys, cmd.wait_s)
+        finally:
+            self._waiting[cmd.user_id] -= 1
+            if not self._waiting[cmd.user_id]:
+                del self._waiting[cmd.user_id]
         items = [{k: r[k] for k in ("kind", "thread_id", "command_id", "requested_at")
                   if k in r} for r in left.values()]
         return Reply.success({"user_id": cmd.user_id, "pending": items, "done": not items})

@@ -71,3 +71,20 @@ async def test_a_slow_command_does_not_delay_another_users_command(rt: Runtime) 
     elapsed = await timed(bob.create_thread(title="b"))
     assert elapsed < 1.0, f"bob's command waited {elapsed:.2f}s"
     await asyncio.gather(*slow)
+
+
+async def test_one_user_cannot_hold_every_waiting_slot(rt: Runtime) -> None:
+    alice, bob = rt.client("alice"), rt.client("bob")
+    tid = (await alice.create_thread(title="a")).value["thread_id"]
+    await alice.delete_thread(tid, wait=False)
+    res = await bob.create_thread(title="b")
+    waits = [asyncio.ensure_future(alice.query("query.threads.list",
+                                               min_seq=res.seq + 10_000, wait_s=3))
+             for _ in range(20)]
+    codes = []
+    for w in waits:
+        try:
+            await w
+        except ThreadlogError as exc:
+            codes.append(exc.code)
+    assert codes.count("rate_limited") >= 12 and codes.count("timeout") <= 8
