@@ -54,14 +54,16 @@ class Client:
     async def connect(cls, servers: str | list[str] | NatsEndpoint, *,
                       creds: str | Path | None = None, user_id: str | None = None,
                       timeout: float = 10.0, **options: Any) -> Client:
-        """Connect with a credentials file (``threadlog credentials issue``). ``user_id``
-        defaults to the credential's name (a *user* credential acts only as itself).
+        """Connect with a credentials file (``threadlog credentials issue``). A *user*
+        credential acts only as itself (``user_id`` defaults to its name); an app,
+        operator or service credential names the user it acts for with ``user_id``.
         ``await client.close()`` when done."""
         endpoint = servers if isinstance(servers, NatsEndpoint) \
             else NatsEndpoint.of(servers, creds)
-        who = user_id or (endpoint.credentials.name if endpoint.credentials else None)
+        cred = endpoint.credentials
+        who = user_id or (cred.name if cred is not None and cred.role == "user" else None)
         if not who:
-            raise ValueError("user_id is required without a credentials file naming a user")
+            raise ValueError("user_id is required unless the credential is a user's")
         nc = await endpoint.connect(**options)
         return cls(nc, user_id=who, timeout=timeout)
 

@@ -144,8 +144,8 @@ async def read_deltas(nc: NATS, user_id: str, thread_id: str, message_id: str, *
                       from_chunk: int = 0, stream: str = "DELTAS", idle_timeout: float = 30.0
                       ) -> AsyncIterator[dict[str, Any]]:
     """Chunks of one message from ``from_chunk`` on: catch up, then live, until ``done``
-    (a JetStream consumer: service and app connections; a user-role connection follows
-    its live subject instead).
+    (a JetStream consumer: service connections; the other roles follow the live subject
+    ``live.<user>.deltas.<thread>.<message>``, as ``Client.stream_text`` does).
 
     Raises :class:`Timeout` if no chunk arrives for ``idle_timeout`` seconds.
     """

@@ -100,7 +100,8 @@ async def demo_clients(rt: Any, settings: Settings) -> tuple[Client, Client]:
     user = await Client.connect(rt.embedded.endpoint_for("user", "demo-user",
                                                          creds / "demo-user.creds"))
     operator = await Client.connect(rt.embedded.endpoint_for("operator", "demo-operator",
-                                                             creds / "demo-operator.creds"))
+                                                             creds / "demo-operator.creds"),
+                                    user_id="demo-operator")
     return user, operator
 
 
