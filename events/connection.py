@@ -12,6 +12,7 @@ credential surfaces as nats-py's authorization error from :meth:`NatsEndpoint.co
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,12 +58,16 @@ class NatsEndpoint:
         server raises :class:`Unavailable` at once (nats-py's own connect would keep
         retrying for as long as ``max_reconnect_attempts`` allows)."""
         try:
-            nc = await self.connect(connect_timeout=timeout, allow_reconnect=False,
-                                    max_reconnect_attempts=0)
+            # nats-py can keep trying a refused port despite allow_reconnect=False: bound it
+            nc = await asyncio.wait_for(self.connect(connect_timeout=timeout,
+                                                     allow_reconnect=False,
+                                                     max_reconnect_attempts=0,
+                                                     error_cb=_quiet), timeout + 1)
         except Exception as exc:
             hint = " (check the credentials file)" if "authoriz" in str(exc).lower() else ""
+            why = str(exc) or f"no answer in {timeout + 1:.0f} s"
             raise Unavailable(f"cannot connect to {', '.join(self.servers)} as "
-                              f"{self.creds or 'anonymous'}: {exc}{hint}",
+                              f"{self.creds or 'anonymous'}: {why}{hint}",
                               details={"servers": list(self.servers)}) from None
         await nc.close()
 
@@ -71,3 +76,8 @@ class NatsEndpoint:
         import nats
 
         return await nats.connect(servers=list(self.servers), **self.options(), **kwargs)
+
+
+async def _quiet(exc: Exception) -> None:
+    """An error callback that leaves reporting to the caller (nats-py's default prints
+    a traceback per failed attempt)."""
