@@ -131,30 +131,38 @@ def messages_list(cur: duckdb.DuckDBPyConnection, q: MessagesList) -> Row:
 
 
 def messages_get(cur: duckdb.DuckDBPyConnection, q: MessagesGet) -> Row:
-    """Messages by id, in the order asked. Any id of another user's thread is Forbidden;
-    any unknown id is NotFound (``details.missing`` lists them)."""
+    """Messages by id, in the order asked. Message ids are unique only within a thread:
+    an id names the user's messages of that id (one per thread holding it, in save
+    order); rows of the same id in other users' threads are never returned. An id only
+    another user's thread holds is Forbidden; any unknown id is NotFound
+    (``details.missing`` lists them)."""
     ids = list(dict.fromkeys(q.message_ids))
     marks = ", ".join("?" * len(ids))  # an IN list of parameters uses the key index
     cur.execute(f"SELECT {_MESSAGE_COLS}, user_id AS _owner FROM messages "
-                f"WHERE message_id IN ({marks})", ids)
-    found = {r["message_id"]: r for r in _records(cur)}
-    threads = sorted({r["thread_id"] for r in found.values()})
+                f"WHERE message_id IN ({marks}) ORDER BY seq", ids)
+    rows = _records(cur)
+    threads = sorted({r["thread_id"] for r in rows})
     if threads:
         marks = ", ".join("?" * len(threads))
         owners = dict(cur.execute(f"SELECT thread_id, user_id FROM threads "
                                   f"WHERE thread_id IN ({marks})", threads).fetchall())
-        for r in found.values():
+        for r in rows:
             r["_owner"] = owners.get(r["thread_id"], r["_owner"])
-    foreign = [i for i, r in found.items() if r["_owner"] != q.user_id]
+    mine: dict[str, list[Row]] = {}
+    held = set()
+    for r in rows:
+        held.add(r["message_id"])
+        if r["_owner"] == q.user_id:
+            mine.setdefault(r["message_id"], []).append(r)
+        del r["_owner"]
+    foreign = [i for i in ids if i in held and i not in mine]
     if foreign:
         raise Forbidden("messages belong to another user's thread",
                         details={"message_ids": foreign})
-    missing = [i for i in ids if i not in found]
+    missing = [i for i in ids if i not in held]
     if missing:
         raise NotFound(f"{len(missing)} message(s) not found", details={"missing": missing})
-    for r in found.values():
-        del r["_owner"]
-    return {"items": [found[i] for i in ids]}
+    return {"items": [r for i in ids for r in mine[i]]}
 
 
 def usage_summary(cur: duckdb.DuckDBPyConnection, q: UsageSummary) -> Row:
@@ -186,10 +194,12 @@ def messages_search(cur: duckdb.DuckDBPyConnection, q: MessagesSearch) -> Row:
     the best ``limit``; each hit widened by its thread's neighbours within
     ``before``/``after`` orders. ``items`` are the widened messages in thread order, each
     with ``found_by`` (the searches that found it; empty for a neighbour); ``hits`` the
-    fused hit ids, best first; ``ranked`` the same with ``score``, ``found_by``,
-    ``text_rank``, ``vector_rank`` and ``similarity``. Both searches scan the user's (or
-    the thread's) rows: DuckDB column scans, fine for thousands of messages per thread
-    (no index: DuckDB's vss extension is not available here)."""
+    fused hit ids, best first; ``ranked`` the same with ``thread_id``, ``order``,
+    ``score``, ``found_by``, ``text_rank``, ``vector_rank`` and ``similarity``. A hit is
+    a message of a thread (``(thread_id, message_id)``: message ids are unique only
+    within a thread), so with ``all_threads`` an id may be two hits. Both searches scan
+    the user's (or the thread's) rows: DuckDB column scans, fine for thousands of
+    messages per thread (no index: DuckDB's vss extension is not available here)."""
     if q.thread_id is not None:
         owned_thread(cur, q.user_id, q.thread_id)
     elif not q.all_threads:
@@ -199,25 +209,27 @@ def messages_search(cur: duckdb.DuckDBPyConnection, q: MessagesSearch) -> Row:
     rankings: dict[str, list[str]] = {}
     similarity: dict[str, float] = {}
     if q.text is not None:
-        rankings["text"] = _text_hits(cur, q, where, params)
+        rankings["text"] = [_hit_key(t, m) for t, m in _text_hits(cur, q, where, params)]
     if q.vector is not None:
         vector_hits = _vector_hits(cur, q, where, params)
-        rankings["vector"] = [mid for mid, _ in vector_hits]
-        similarity = dict(vector_hits)
+        rankings["vector"] = [_hit_key(t, m) for t, m, _ in vector_hits]
+        similarity = {_hit_key(t, m): sim for t, m, sim in vector_hits}
     fused = reciprocal_rank_fusion(rankings, k=q.rrf_k, limit=q.limit)
     if not fused:
         return {"items": [], "hits": [], "ranked": []}
-    marks = ", ".join("?" * len(fused))
-    cur.execute(f'SELECT message_id, thread_id, "order" FROM messages '
-                f"WHERE message_id IN ({marks})", [f.id for f in fused])
-    where_is = {mid: (tid, order) for mid, tid, order in cur.fetchall()}
+    keys = [json.loads(f.id) for f in fused]
+    pairs = " OR ".join("(thread_id = ? AND message_id = ?)" for _ in keys)
+    cur.execute(f'SELECT thread_id, message_id, "order" FROM messages '
+                f"WHERE user_id = ? AND ({pairs})",
+                [q.user_id, *(v for key in keys for v in key)])
+    where_is = {_hit_key(tid, mid): (tid, mid, order) for tid, mid, order in cur.fetchall()}
     fused = [f for f in fused if f.id in where_is]  # a thread deleted meanwhile
     if not fused:
         return {"items": [], "hits": [], "ranked": []}
     ranges = " OR ".join('(thread_id = ? AND "order" BETWEEN ? AND ?)' for _ in fused)
     rparams: list[Any] = []
     for f in fused:
-        tid, order = where_is[f.id]
+        tid, _, order = where_is[f.id]
         rparams += [tid, order - q.before, order + q.after]
     cur.execute(f"SELECT {_MESSAGE_COLS} FROM messages WHERE user_id = ? AND status = "
                 f"'success' AND ({ranges}) ORDER BY thread_id, \"order\", step_order, seq",
@@ -225,12 +237,18 @@ def messages_search(cur: duckdb.DuckDBPyConnection, q: MessagesSearch) -> Row:
     found_by = {f.id: f.found_by for f in fused}
     items = _records(cur)
     for item in items:
-        item["found_by"] = found_by.get(item["message_id"], [])
-    ranked = [{"message_id": f.id, "thread_id": where_is[f.id][0],
-               "order": where_is[f.id][1], "score": f.score, "found_by": f.found_by,
+        item["found_by"] = found_by.get(_hit_key(item["thread_id"], item["message_id"]), [])
+    ranked = [{"message_id": where_is[f.id][1], "thread_id": where_is[f.id][0],
+               "order": where_is[f.id][2], "score": f.score, "found_by": f.found_by,
                "text_rank": f.ranks.get("text"), "vector_rank": f.ranks.get("vector"),
                "similarity": similarity.get(f.id)} for f in fused]
-    return {"items": items, "hits": [f.id for f in fused], "ranked": ranked}
+    return {"items": items, "hits": [where_is[f.id][1] for f in fused], "ranked": ranked}
+
+
+def _hit_key(thread_id: str, message_id: str) -> str:
+    """A search hit's id for the fusion: its thread and message id (a message id alone
+    is unique only within a thread)."""
+    return json.dumps([thread_id, message_id])
 
 
 def _search_scope(q: MessagesSearch, alias: str = "m") -> tuple[list[str], list[Any]]:
@@ -249,21 +267,23 @@ def _search_scope(q: MessagesSearch, alias: str = "m") -> tuple[list[str], list[
 
 
 def _text_hits(cur: duckdb.DuckDBPyConnection, q: MessagesSearch, where: list[str],
-               params: list[Any]) -> list[str]:
+               params: list[Any]) -> list[tuple[str, str]]:
+    """(thread id, message id) of the best text hits, best first."""
     words = sorted({w.lower() for w in _WORD.findall(q.text or "")})[:20]
     if not words:
         return []
     score = " + ".join("(contains(lower(m.text), ?))::INT" for _ in words)
-    cur.execute(f"SELECT message_id FROM (SELECT m.message_id, m.seq, {score} AS score "
+    cur.execute(f"SELECT thread_id, message_id FROM (SELECT m.thread_id, m.message_id, "
+                f"m.seq, {score} AS score "
                 f"FROM messages m WHERE m.text IS NOT NULL AND {' AND '.join(where)}) "
                 f"WHERE score > 0 ORDER BY score DESC, seq DESC LIMIT {q.limit}",
                 [*words, *params])
-    return [r[0] for r in cur.fetchall()]
+    return [(str(t), str(m)) for t, m in cur.fetchall()]
 
 
 def _vector_hits(cur: duckdb.DuckDBPyConnection, q: MessagesSearch, where: list[str],
-                 params: list[Any]) -> list[tuple[str, float]]:
-    """(message id, cosine similarity), best first. Vectors of another model, or of the
+                 params: list[Any]) -> list[tuple[str, str, float]]:
+    """(thread id, message id, cosine similarity), best first. Vectors of another model, or of the
     same model with other dimensions, are never compared; if the model's vectors all have
     other dimensions, the query vector is invalid input."""
     vector = list(q.vector or [])
@@ -273,15 +293,16 @@ def _vector_hits(cur: duckdb.DuckDBPyConnection, q: MessagesSearch, where: list[
     if q.thread_id is not None and not q.all_threads:
         scope, scope_params = scope + " AND thread_id = ?", [*scope_params, q.thread_id]
     threshold = "" if q.vector_score_threshold is None else "AND e.sim >= ?"
-    cur.execute(f"""SELECT m.message_id, e.sim FROM (
-            SELECT message_id, list_cosine_similarity(vector, ?::FLOAT[]) AS sim
+    cur.execute(f"""SELECT m.thread_id, m.message_id, e.sim FROM (
+            SELECT thread_id, message_id,
+                   list_cosine_similarity(vector, ?::FLOAT[]) AS sim
             FROM message_embeddings WHERE model = ? AND dimensions = ? AND {scope}) e
-        JOIN messages m ON m.message_id = e.message_id
+        JOIN messages m ON m.thread_id = e.thread_id AND m.message_id = e.message_id
         WHERE {' AND '.join(where)} AND NOT isnan(e.sim) {threshold}
         ORDER BY e.sim DESC, m.seq DESC LIMIT {q.limit}""",
                 [vector, q.model, len(vector), *scope_params, *params,
                  *([] if q.vector_score_threshold is None else [q.vector_score_threshold])])
-    hits = [(str(mid), float(sim)) for mid, sim in cur.fetchall()]
+    hits = [(str(tid), str(mid), float(sim)) for tid, mid, sim in cur.fetchall()]
     if not hits:
         _check_dimensions(cur, q, where, params)
     return hits
@@ -290,7 +311,7 @@ def _vector_hits(cur: duckdb.DuckDBPyConnection, q: MessagesSearch, where: list[
 def _check_dimensions(cur: duckdb.DuckDBPyConnection, q: MessagesSearch, where: list[str],
                       params: list[Any]) -> None:
     cur.execute(f"""SELECT DISTINCT e.dimensions FROM message_embeddings e
-        JOIN messages m ON m.message_id = e.message_id
+        JOIN messages m ON m.thread_id = e.thread_id AND m.message_id = e.message_id
         WHERE e.model = ? AND {' AND '.join(where)} ORDER BY 1 LIMIT 5""",
                 [q.model, *params])
     stored = [int(r[0]) for r in cur.fetchall()]

@@ -5,8 +5,13 @@ for ``tool`` messages and for messages holding tool calls or results. Token colu
 from the message's ``usage`` (NULL when none). ``message_status_changed`` and
 ``message_finalized`` set the fields they carry (``null`` and an empty ``content`` mean
 unchanged) on a message saved earlier (in this batch or before); for an unknown message
-they are a no-op. Deleting a thread removes its messages. Saving an existing message id
-again replaces the row.
+they are a no-op. Deleting a thread removes its messages. Saving a message id again in
+the same thread replaces the row.
+
+A row is keyed by ``(thread_id, message_id)``: clients choose message ids, unique only
+within a thread, so the same id in two threads (of one user or of two) is two messages.
+A save, a status change and a finalization only ever touch the row of their own thread
+(issue 10: a user acts only as itself).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ MESSAGES = Table(
         "finish_reason": "VARCHAR", "error": "VARCHAR", "prompt_message_id": "VARCHAR",
         "created_at": "TIMESTAMPTZ", "updated_at": "TIMESTAMPTZ", "seq": "BIGINT",
     },
-    key=("message_id",),
+    key=("thread_id", "message_id"),
     indexes=(("thread_id",),),
 )
 F = Fields(
@@ -78,7 +83,8 @@ def _latest(name: str, expr: str | None = None, when: str | None = None) -> str:
 
 _HAS_CONTENT = "type = 'message_finalized' AND len(parts) > 0"
 _PATCH = ", ".join([
-    f"{F['message_id']} AS message_id", f"arg_max({F['status']}, seq) AS status",
+    f"{F['thread_id']} AS thread_id", f"{F['message_id']} AS message_id",
+    f"arg_max({F['status']}, seq) AS status",
     _latest("error"), _latest("text", TEXT, _HAS_CONTENT),
     _latest("content", F["content"], _HAS_CONTENT),
     _latest("is_tool", HAS_TOOL_PARTS, _HAS_CONTENT),
@@ -89,7 +95,14 @@ _PATCH = ", ".join([
 _PATCHED = ("error", "text", "content", "model", "provider", "finish_reason", *TOKEN_KINDS)
 """Columns a status change or finalization sets when it carries them (else unchanged)."""
 _PATCHES = "_message_patches"
-"""A temporary table of the batch's patches, one row per message (dropped at the end)."""
+"""A temporary table of the batch's patches, one row per message (thread and id; dropped
+at the end)."""
+assert (F["message_id"], F["thread_id"]) == (f"{F.alias}[1]", f"{F.alias}[2]")
+_HAS_KEY = f"list_count({F.alias}[1:2]) = 2"
+"""A save with both key fields (message_id, thread_id not NULL), referring to ``f`` once:
+the optimizer inlines the JSON extraction at each reference of ``f`` in a filter."""
+_KEY = "{a}.thread_id = {b}.thread_id AND {a}.message_id = {b}.message_id"
+"""The join of a patch with its message: the same thread and id."""
 
 
 def _patched(row: str) -> dict[str, str]:
@@ -105,7 +118,8 @@ def _patched(row: str) -> dict[str, str]:
 
 class MessagesView(SqlView):
     name: ClassVar[str] = "messages"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
+    """2: keyed by (thread_id, message_id), no longer by message_id alone."""
     lane: ClassVar[int] = 1
     tables: ClassVar[tuple[Table, ...]] = (MESSAGES,)
     handles: ClassVar[frozenset[str]] = frozenset(
@@ -121,7 +135,7 @@ class MessagesView(SqlView):
             con.execute(f"""CREATE OR REPLACE TEMP TABLE {_PATCHES} AS
                 SELECT {_PATCH} FROM {_events(src, "type IN ('message_status_changed', "
                                                    "'message_finalized')")}
-                GROUP BY 1""")
+                GROUP BY 1, 2""")
         # On an error the caller rolls back, which drops the temp table too (dropping it
         # here would fail in the aborted transaction and hide the error, e.g. the key
         # conflict that makes the projector re-apply with replace).
@@ -134,17 +148,16 @@ class MessagesView(SqlView):
             sets = ", ".join(f'"{c}" = {e}' for c, e in _patched("messages").items())
             con.execute(f"""UPDATE messages SET {sets}
                 FROM {_PATCHES} p
-                WHERE messages.message_id = p.message_id AND p.last_seq > messages.seq
+                WHERE {_KEY.format(a="messages", b="p")} AND p.last_seq > messages.seq
                   AND messages.seq <= {max(int(batch.floor), int(batch.first) - 1)}""")
             con.execute(f"DROP TABLE IF EXISTS {_PATCHES}")
 
     @staticmethod
     def _insert(con: duckdb.DuckDBPyConnection, src: str, patched: bool,
                 replace: bool) -> None:
-        dedupe = latest_only(F['message_id'], replace)
+        dedupe = latest_only(f"{F['thread_id']}, {F['message_id']}", replace)
         events = _events(src, "type = 'message_saved'")
-        saved = (f"(SELECT {_SAVED} FROM {events} "
-                 f"WHERE {F['message_id']} IS NOT NULL {dedupe})")
+        saved = f"(SELECT {_SAVED} FROM {events} WHERE {_HAS_KEY} {dedupe})"
         if not patched:
             con.execute(f"{MESSAGES.insert_verb(replace)} SELECT * FROM {saved}")
             return
@@ -153,5 +166,5 @@ class MessagesView(SqlView):
                          if c in fold else f's."{c}"' for c in MESSAGES.columns)
         con.execute(f"""{MESSAGES.insert_verb(replace)}
             SELECT {cols} FROM {saved} s
-            LEFT JOIN {_PATCHES} p ON p.message_id = s.message_id AND p.last_seq > s.seq
+            LEFT JOIN {_PATCHES} p ON {_KEY.format(a="p", b="s")} AND p.last_seq > s.seq
         """)
