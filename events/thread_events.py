@@ -85,6 +85,11 @@ class MessageFinalized(Event):
     error: str | None = None
     model: str | None = None
     provider: str | None = None
+    cost: float | None = None
+    """This step's model call cost (USD), when known."""
+    generation: dict[str, Any] | None = None
+    """On a generation's last message: its totals (``steps``, ``usage``, ``cost``), so a
+    re-sent command is answered from the thread's events alone."""
 
 
 MAX_EMBEDDING_DIMENSIONS = 8_192

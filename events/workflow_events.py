@@ -69,7 +69,8 @@ class _StepOpened(_RunEvent):
 
 @register
 class WorkflowStarted(_RunEvent):
-    """A run of ``name`` at ``version`` with ``args``; ``parent_*`` for a child run."""
+    """A run of ``name`` at ``version`` with ``args``; ``parent_*`` for a child run;
+    ``user_id`` who started it."""
 
     type: Literal["workflow_started"] = "workflow_started"
     run_id: SafeId
@@ -81,6 +82,9 @@ class WorkflowStarted(_RunEvent):
     parent_generation: int | None = None
     on_complete: str | None = Field(None, max_length=200)
     context: Any = None
+    user_id: SafeId | None = None
+    """The user the run acts for (started on ``cmd.<user_id>.workflow.start``; a child
+    run inherits its parent's); None for a run started by the service itself."""
 
 
 @register

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from nats.aio.client import Client as NATS
+from nats.js.errors import NotFoundError
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -88,6 +89,9 @@ def runtime_factory(nats_server: EmbeddedNats, tmp_path: Path) -> RuntimeFactory
             await js.delete_stream(name)
             await js.delete_key_value(f"{name}_commands")
             await js.delete_key_value(f"{name}_purges")
+            for queue in (f"{name}_GENERATIONS", f"{name}_WF"):  # made only by some parts
+                with contextlib.suppress(NotFoundError):
+                    await js.delete_stream(queue)
             await conn.close()
 
     return make

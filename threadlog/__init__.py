@@ -31,12 +31,13 @@ from handlers import Client, Result
 from handlers.agents.definition import Agent, ContextOptions
 from handlers.agents.generation import GenerationResult, ThreadOptions
 from handlers.llm import CallSettings, Reply, Tool, ToolContext, scripted, tool
+from threadlog.app import App
 from threadlog.embedded_nats import EmbeddedNats
 from threadlog.runtime import Runtime, running
 from threadlog.settings import Settings, load_settings
 
 __all__ = [
-    "Agent", "Aggregate", "CallSettings", "Client", "ConcurrencyError", "ContextOptions",
+    "Agent", "Aggregate", "App", "CallSettings", "Client", "ConcurrencyError", "ContextOptions",
     "EmbeddedNats", "EventStore", "EventStreamSpec", "Forbidden", "GenerationResult",
     "NotFound", "Reply", "Result", "Runtime", "Settings", "ThreadOptions", "ThreadlogError",
     "Tool", "ToolContext", "ValidationFailed", "load_settings", "running", "scripted", "tool",

@@ -21,6 +21,7 @@ from threadlog.cli_billing import invoices_app, usage_command
 from threadlog.cli_credentials import credentials_app
 from threadlog.cli_options import CredsOpt, endpoint_for
 from threadlog.cli_projections import projections_app, sql_command
+from threadlog.cli_workflows import workflows_app
 from threadlog.settings import Settings, load_settings
 
 app = typer.Typer(help="threadlog: an event-sourced backend for LLM agents.",
@@ -31,6 +32,7 @@ app.command("bench", context_settings=BENCH_CONTEXT, add_help_option=False)(benc
 app.add_typer(projections_app, name="projections")
 app.add_typer(invoices_app, name="invoices")
 app.add_typer(credentials_app, name="credentials")
+app.add_typer(workflows_app, name="workflows")
 app.command("usage")(usage_command)
 app.command("sql")(sql_command)
 console = Console()
@@ -66,17 +68,26 @@ def version() -> None:
 def serve(nats_url: str | None = NatsUrl, data_dir: Path | None = DataDir,
           creds: Path | None = CredsOpt,
           nats_port: int | None = typer.Option(None, "--nats-port", envvar="THREADLOG_NATS_PORT",
-                                               help="fixed port of the embedded nats-server")
+                                               help="fixed port of the embedded nats-server"),
+          app_spec: str | None = typer.Option(None, "--app", envvar="THREADLOG_APP",
+                                              help="your threadlog.App: 'package.module:app'")
           ) -> None:
     """Run the command handlers, projector and scheduler until Ctrl-C / SIGTERM.
 
     Without --nats-url an embedded nats-server (auth on: JWT operator mode, keys in
     <data dir>/auth) is started under the data dir and stopped on exit; with --nats-url
-    the process connects with --creds (service role)."""
+    the process connects with --creds (service role). --app loads your agents and
+    workflows (threadlog.App) into this process."""
+    from threadlog.app_loader import load_app
     from threadlog.serve import serve_forever
 
     settings = settings_from(nats_url, data_dir, nats_creds=creds, nats_port=nats_port)
-    asyncio.run(_with_signals(serve_forever(settings, console)))
+    try:
+        app_obj = load_app(app_spec) if app_spec else None
+    except ThreadlogError as exc:
+        console.print(f"[red]error:[/] {exc.message}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    asyncio.run(_with_signals(serve_forever(settings, console, app=app_obj)))
 
 
 async def _with_signals(main: Coroutine[Any, Any, None]) -> None:

@@ -7,13 +7,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from handlers.live_relay import LiveRelay
 from projections import Projector, ProjectorConfig, QueryService, register_query_subscribers
 from projections.queries.sql import SqlLimits
 from scheduler import invoice_scheduler_part
+from scheduler.workflows import WorkflowClient, WorkflowConfig, Workflows, WorkflowWorker
+from scheduler.workflows.service import WorkflowService
 from threadlog.runtime import Part, Runtime
+from threadlog.settings import Settings
 
 
 @contextlib.asynccontextmanager
@@ -60,6 +64,46 @@ async def live_relay_part(rt: Runtime) -> AsyncIterator[LiveRelay]:
         await relay.stop()
 
 
+# -- workflows ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WorkflowsPart:
+    """``rt.parts["workflows"]``: the client, the worker and the subjects' service."""
+
+    client: WorkflowClient
+    worker: WorkflowWorker
+    service: WorkflowService
+
+
+def workflow_config(settings: Settings) -> WorkflowConfig:
+    """The run queue of this deployment: one per EVENTS stream (``<stream>_WF``)."""
+    return WorkflowConfig(stream=f"{settings.events_stream}_WF",
+                          prefix=f"wf.{settings.events_stream}.run", replicas=settings.replicas)
+
+
+@contextlib.asynccontextmanager
+async def workflows_part(rt: Runtime) -> AsyncIterator[WorkflowsPart]:
+    """Run the workflows of ``rt.app`` (none without an app: the subjects still answer)
+    and serve ``cmd.<u>.workflow.*``, ``query.<u>.workflows.*``, ``ops.workflows.*``
+    (``scheduler.workflows.service``); the worker takes only the runs it has
+    definitions for."""
+    registry = rt.app.workflows if rt.app is not None else Workflows()
+    config = workflow_config(rt.settings)
+    client = WorkflowClient(rt.store, config, registry)
+    await client.setup()
+    worker = WorkflowWorker(rt.store, registry, config)
+    service = WorkflowService(client, max_request_bytes=rt.settings.max_command_bytes)
+    await service.start()
+    await worker.start()
+    rt.parts["workflows"] = WorkflowsPart(client, worker, service)
+    try:
+        yield rt.parts["workflows"]
+    finally:
+        await service.stop()
+        await worker.stop()
+
+
 def serve_parts() -> list[Part]:
-    """Projector, the invoice scheduler that reads its views, and the live relay."""
-    return [projector_part, invoice_scheduler_part(_cursor, _waiter), live_relay_part]
+    """Projector, the invoice scheduler that reads its views, the live relay and the
+    workflows (worker and subjects)."""
+    return [projector_part, invoice_scheduler_part(_cursor, _waiter), live_relay_part,
+            workflows_part]

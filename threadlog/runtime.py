@@ -19,13 +19,16 @@ from pydantic import BaseModel
 from events import EventStore, EventStreamSpec, new_id
 from events.connection import NatsEndpoint
 from handlers import Client, CommandLog, build_handlers, make_broker
+from handlers.agents.app import start_generation_queue
 from handlers.agents.commands import Generate
 from handlers.agents.definition import Agent, AgentRegistry, UsageHandler
+from handlers.agents.durable import GenerationQueueConfig
 from handlers.agents.generation import GenerationResult, ThreadOptions
 from handlers.app import Handlers
 from handlers.canvas.schema import CanvasSchema
 from handlers.llm.usage_and_cost import ModelPrice
 from handlers.streaming import DeltaStreamSpec, ensure_delta_stream
+from threadlog.app import App
 from threadlog.embedded_nats import EmbeddedNats
 from threadlog.settings import Settings
 
@@ -44,6 +47,8 @@ class Runtime:
     endpoint: NatsEndpoint | None = None
     """The servers and the service credentials this runtime connects with."""
     parts: dict[str, Any] = field(default_factory=dict)
+    app: App | None = None
+    """The application ``running(..., app=)`` loaded (agents, workflows, canvas schema)."""
 
     def client(self, user_id: str) -> Client:
         return Client(self.nc, user_id=user_id, timeout=self.settings.request_timeout_s * 2)
@@ -77,10 +82,18 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
                   agents: list[Agent] | None = None,
                   canvas_schema: CanvasSchema | None = None,
                   prices: Mapping[str, ModelPrice] | None = None,
-                  before_start: Callable[[Runtime], Awaitable[None]] | None = None
+                  before_start: Callable[[Runtime], Awaitable[None]] | None = None,
+                  app: App | None = None,
+                  generation_queue: GenerationQueueConfig | None = None
                   ) -> AsyncIterator[Runtime]:
     """Start everything; ``extra_parts`` (projector, scheduler...) are entered in order
-    after the handlers are registered and before the broker starts."""
+    after the handlers are registered and before the broker starts. ``app``'s agents and
+    canvas schema join the handlers and its workflows run in the workflows part
+    (``threadlog.parts.workflows_part``, added when not among ``extra_parts``)."""
+    if app is not None:
+        agents = [*app.agents, *(agents or [])]
+        canvas_schema = canvas_schema or app.canvas_schema
+        extra_parts = _with_workflows(extra_parts)
     async with contextlib.AsyncExitStack() as stack:
         embedded = None
         if settings.nats_urls:
@@ -113,7 +126,12 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
                                         canvas_schema=canvas_schema, prices=prices,
                                         deltas_stream=settings.deltas_stream)
         stack.push_async_callback(handlers.close)
-        rt = Runtime(settings, urls, nc, store, broker, handlers, embedded, endpoint)
+        # Durable generations (handlers.agents.durable): the queue and its worker.
+        gen_queue = await start_generation_queue(
+            handlers.generator, nc, settings.events_stream,
+            generation_queue or GenerationQueueConfig(replicas=settings.replicas))
+        stack.push_async_callback(gen_queue.stop)
+        rt = Runtime(settings, urls, nc, store, broker, handlers, embedded, endpoint, app=app)
         for part in extra_parts or []:
             await stack.enter_async_context(part(rt))
         if before_start is not None:
@@ -126,3 +144,11 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
         if conn is not None:
             await conn.flush()
         yield rt
+
+
+def _with_workflows(parts: list[Part] | None) -> list[Part]:
+    """``parts`` plus the workflows part (worker and subjects), unless it is there."""
+    from threadlog.parts import workflows_part
+
+    parts = list(parts or [])
+    return parts if workflows_part in parts else [*parts, workflows_part]

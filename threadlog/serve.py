@@ -6,6 +6,7 @@ import asyncio
 
 from rich.console import Console
 
+from threadlog.app import App
 from threadlog.runtime import Part, running
 from threadlog.settings import Settings
 
@@ -17,8 +18,10 @@ def default_parts() -> list[Part]:
     return serve_parts()
 
 
-async def serve_forever(settings: Settings, console: Console) -> None:
-    async with running(settings, extra_parts=default_parts()) as rt:
+async def serve_forever(settings: Settings, console: Console, *, app: App | None = None
+                        ) -> None:
+    """Serve until cancelled; ``app``'s agents and workflows run in this process."""
+    async with running(settings, extra_parts=default_parts(), app=app) as rt:
         where = "embedded nats-server" if rt.embedded else "NATS"
         console.print(f"[green]threadlog serving[/] on {where} {', '.join(rt.urls)} "
                       f"(data dir {settings.data_dir}); Ctrl-C to stop")

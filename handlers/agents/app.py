@@ -15,6 +15,7 @@ from handlers.agents.abort import AbortSignals
 from handlers.agents.approvals import decide_approval
 from handlers.agents.commands import Abort, DecideApproval, Generate
 from handlers.agents.definition import AgentRegistry
+from handlers.agents.durable import GenerationQueue, GenerationQueueConfig
 from handlers.agents.generation import Generator
 from handlers.agents.llm_bridge import call_step, tool_runner
 from handlers.client import Client
@@ -25,6 +26,9 @@ from handlers.subjects import COMMAND_QUEUE
 
 GENERATE = subjects.GENERATE
 ABORT = subjects.ABORT
+GENERATE_CONCURRENCY = 1_000
+"""Generations one process serves at once over request/reply (``max_workers`` of the
+generate subscriber: a generation waits on its model most of the time)."""
 
 
 def make_generator(runner: CommandRunner, nc: NATS | None, agents: AgentRegistry) -> Generator:
@@ -47,6 +51,7 @@ def register_agent_commands(broker: NatsBroker, generator: Generator) -> AbortSi
     signals = AbortSignals(generator)
 
     @broker.subscriber(GENERATE, queue=COMMAND_QUEUE, title=GENERATE,
+                       max_workers=GENERATE_CONCURRENCY,
                        description="Run an agent in a thread (text, or an object for "
                                    "output_schema); stream=true publishes deltas.")
     async def generate(body: Generate) -> dict[str, Any]:
@@ -83,3 +88,17 @@ def register_agent_commands(broker: NatsBroker, generator: Generator) -> AbortSi
         return reply.model_dump(mode="json")
 
     return signals
+
+
+async def start_generation_queue(generator: Generator, nc: NATS, events_stream: str,
+                                 config: GenerationQueueConfig | None = None
+                                 ) -> GenerationQueue:
+    """Make ``generator``'s generations durable (``handlers.agents.durable``) and start
+    the worker taking the generations of its agents left by dead processes; stop it
+    (``await queue.stop()``) before closing ``nc``."""
+    async def resume(cmd: Generate) -> Any:
+        return await generator.generate(cmd, from_queue=True)
+
+    queue = GenerationQueue(nc, events_stream, config or GenerationQueueConfig(), resume)
+    generator.queue = queue
+    return await queue.start(generator.agents.names())

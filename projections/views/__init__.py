@@ -13,10 +13,12 @@ from projections.views.rejected_events import RejectedEventsView
 from projections.views.threads import ThreadsView
 from projections.views.tool_calls import ToolCallsView
 from projections.views.usage import UsageView
+from projections.views.workflows import WorkflowStepsView, WorkflowsView
 
 VIEWS: list[View] = [ThreadsView(), MessagesView(), ToolCallsView(), UsageView(),
                      CanvasStateView(), CanvasEditsView(), InvoicesView(), MessageEmbeddingsView(),
                      RejectedEventsView()]
+VIEWS += [WorkflowsView(), WorkflowStepsView()]
 
 
 def view_names() -> list[str]:

@@ -53,11 +53,13 @@ class WorkflowClient:
 
     async def start(self, name: str, args: Any = None, *, version: int | None = None,
                     on_complete: str | None = None, context: Any = None,
-                    run_id: str | None = None) -> str:
+                    run_id: str | None = None, user_id: str | None = None) -> str:
         run_id = check_token(run_id or new_id(), what="run_id")
         v = version or (self.workflows.latest(name) if self.workflows else None) or 1
         await self.launcher.start(run_id, check_token(name, what="workflow name"), v, args,
-                                  on_complete=on_complete, context=context)
+                                  on_complete=on_complete, context=context,
+                                  user_id=check_token(user_id, what="user_id")
+                                  if user_id is not None else None)
         return run_id
 
     async def status(self, run_id: str) -> RunStatus:
@@ -66,8 +68,9 @@ class WorkflowClient:
     async def list_steps(self, run_id: str) -> list[StepInfo]:
         return await read.list_steps(self.store, run_id)
 
-    async def list(self, *, name: str | None = None, limit: int = 100) -> list[RunStatus]:
-        return await read.list_runs(self.store, name=name, limit=limit)
+    async def list(self, *, name: str | None = None, limit: int = 100,
+                   user_id: str | None = None) -> list[RunStatus]:
+        return await read.list_runs(self.store, name=name, limit=limit, user_id=user_id)
 
     async def wait(self, run_id: str, timeout: float = 30.0, *,
                    completion: bool = True) -> RunStatus:

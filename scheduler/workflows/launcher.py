@@ -32,16 +32,19 @@ class Launcher:
 
     async def start(self, run_id: str, name: str, version: int, args: Any, *,
                     on_complete: str | None = None, context: Any = None,
-                    parent: tuple[str, int, int] | None = None) -> None:
-        """Record and deliver a run; ``parent`` is (run id, generation, step number)."""
+                    parent: tuple[str, int, int] | None = None,
+                    user_id: str | None = None) -> None:
+        """Record and deliver a run; ``parent`` is (run id, generation, step number);
+        ``user_id`` the user it acts for (recorded, also in the envelope)."""
         ev = WorkflowStarted(run_id=run_id, name=name, version=version, args=args,
-                             on_complete=on_complete, context=context,
+                             on_complete=on_complete, context=context, user_id=user_id,
                              parent_run_id=parent[0] if parent else None,
                              parent_generation=parent[1] if parent else None,
                              parent_step=parent[2] if parent else None)
         agg = run_aggregate(run_id)
         try:
-            res = await self.store.append(agg, [ev], "no_stream", command_id=f"wf:{run_id}:start")
+            res = await self.store.append(agg, [ev], "no_stream", command_id=f"wf:{run_id}:start",
+                                          user_id=user_id)
             first = res.first_seq
         except ConcurrencyError:
             j = await load_journal(self.store, run_id)

@@ -54,6 +54,8 @@ class WorkflowConfig:
     max_crashes_per_step: int = 10
     """A step whose attempts died with their worker this often fails (poison step)."""
     replicas: int = 1
+    agent_timeout: float = 300.0
+    """Seconds an agent step (``step.generate_text``...) waits for its command's reply."""
 
     @property
     def heartbeat(self) -> float:

@@ -38,6 +38,9 @@ class RunStatus:
     wake_at: datetime | None
     updated_at: datetime | None
     version_seq: int
+    user_id: str | None = None
+    """Who started the run (``workflow_started.user_id``)."""
+    parent_run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,8 @@ def status_of(j: Journal) -> RunStatus:
                      state=state, result=j.result, error=j.error, steps=len(j.steps),
                      generation=j.generation, completion_handled=j.completion_handled,
                      wake_at=j.wake_at if state == "suspended" else None,
-                     updated_at=j.updated_at, version_seq=j.version)
+                     updated_at=j.updated_at, version_seq=j.version,
+                     user_id=j.started.user_id, parent_run_id=j.started.parent_run_id)
 
 
 async def status(store: EventStore, run_id: str) -> RunStatus:
@@ -84,14 +88,17 @@ async def list_steps(store: EventStore, run_id: str) -> list[StepInfo]:
             for s in sorted(j.steps.values(), key=lambda s: s.step_no)]
 
 
-async def list_runs(store: EventStore, *, name: str | None = None, limit: int = 100
-                    ) -> list[RunStatus]:
-    """The most recent ``limit`` runs (of ``name``, if given), newest first."""
+async def list_runs(store: EventStore, *, name: str | None = None, limit: int = 100,
+                    user_id: str | None = None) -> list[RunStatus]:
+    """The most recent ``limit`` runs (of ``name``, of ``user_id``, if given), newest
+    first."""
     subject = f"{STREAM_PREFIX}.{WORKFLOW_AGGREGATE}.*.workflow_started"
     found: list[tuple[str, int]] = []
     async for seq, _subj, data in store.replay_raw(subject=subject):
         env = json.loads(data)
-        if name is None or env.get("data", {}).get("name") == name:
+        data = env.get("data", {})
+        if (name is None or data.get("name") == name) and (
+                user_id is None or data.get("user_id") == user_id):
             found.append((str(env["aggregate_id"]), seq))
     out = []
     for run_id, seq in reversed(found[-limit:]):

@@ -67,8 +67,10 @@ class Runner:
     async def _start_child(self, ex: Execution, child_id: str, name: str,
                            version: int | None, args: Any, step_no: int) -> None:
         v = version or self.workflows.latest(name) or 1
+        started = ex.journal.started
         await self.launcher.start(child_id, name, v, args,
-                                  parent=(ex.run_id, ex.generation, step_no))
+                                  parent=(ex.run_id, ex.generation, step_no),
+                                  user_id=started.user_id if started else None)
 
     async def _drive(self, ex: Execution, definition: WorkflowDefinition) -> Suspended | None:
         j = ex.journal

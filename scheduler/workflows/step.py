@@ -32,6 +32,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from nats.aio.client import Client as NATS
+
 from events.envelope import utcnow
 from events.ids import derived_id
 from events.workflow_events import (
@@ -46,6 +48,7 @@ from events.workflow_events import (
     step_key,
 )
 from scheduler.workflows import errors
+from scheduler.workflows.agent_steps import AgentSteps
 from scheduler.workflows.execution import Execution
 from scheduler.workflows.journal import StepRecord, args_hash, check_step
 from scheduler.workflows.retry import NO_RETRY, RetryPolicy
@@ -67,7 +70,10 @@ class IdempotencyKey(NamedTuple):
 StepFn = Callable[[Any, IdempotencyKey], Any]
 
 
-class Step:
+class Step(AgentSteps):
+    """Agent steps (``generate_text``, ``generate_object``, ``create_thread``,
+    ``save_messages``) come from :class:`AgentSteps` (``agent_steps``)."""
+
     def __init__(self, ex: Execution, version: int, start_child: StartChild) -> None:
         self._ex = ex
         self.version = version
@@ -77,6 +83,16 @@ class Step:
     @property
     def run_id(self) -> str:
         return self._ex.run_id
+
+    @property
+    def user_id(self) -> str | None:
+        """The user the run acts for (None for a run the service started)."""
+        started = self._ex.journal.started
+        return started.user_id if started else None
+
+    def _agent_env(self) -> tuple[NATS, str | None, int, float]:
+        ex = self._ex
+        return ex.store.nc, self.user_id, ex.generation, ex.config.agent_timeout
 
     # ------------------------------------------------------------ public API
     def run(self, fn: StepFn, args: Any = None, *, name: str | None = None,
@@ -231,7 +247,9 @@ class Step:
         if rec is not None and rec.status == "completed":
             return rec.result
         while True:
-            seq = ex.next_event(name)
+            # The step is opened first even when its event came earlier: a completion
+            # without an opening event would not be in the journal on replay.
+            seq = ex.next_event(name) if no in ex.journal.steps else None
             if seq is not None:
                 break
             if no not in ex.journal.steps:

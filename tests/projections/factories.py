@@ -33,6 +33,24 @@ from events.invoice_events import (
     invoice_aggregate,
     invoice_id,
 )
+from events.workflow_events import (
+    ChildCompleted,
+    ErrorInfo,
+    EventAwaited,
+    PatchMarked,
+    RunSuspended,
+    SleepScheduled,
+    StepCompleted,
+    StepFailed,
+    StepScheduled,
+    StepStarted,
+    WorkflowCanceled,
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowRestarted,
+    WorkflowStarted,
+    run_aggregate,
+)
 
 
 async def create_thread(store: EventStore, user: str, thread: str | None = None,
@@ -114,4 +132,32 @@ def every_event_type(user: str, thread: str, mid: str) -> list[tuple[Aggregate, 
         (invoice_aggregate(user, "2024-04"),
          InvoiceFailed(invoice_id=invoice_id(user, "2024-04"), reason="card declined",
                        at=datetime(2024, 5, 3, tzinfo=UTC))),
+        *workflow_events(user, "wf" + thread[:20]),
+    ]
+
+
+def workflow_events(user: str, run: str) -> list[tuple[Aggregate, Any]]:
+    """One event of every workflow type the views handle, for runs of ``user``."""
+    r, c, f = run_aggregate(run), run_aggregate(run + "c"), run_aggregate(run + "f")
+    at = datetime(2024, 3, 1, tzinfo=UTC)
+    err = ErrorInfo(code="boom", message="it broke")
+    opened = {"name": "s", "kind": "run"}
+    return [
+        (r, WorkflowStarted(run_id=run, name="flow", user_id=user)),
+        (r, StepScheduled(step_no=1, run_at=at, **opened)),
+        (r, StepStarted(step_no=1, **opened)),
+        (r, StepFailed(step_no=1, error=err, will_retry=True, retry_at=at)),
+        (r, StepStarted(step_no=1, attempt=2, **opened)),
+        (r, StepCompleted(step_no=1, attempt=2, result=1)),
+        (r, SleepScheduled(step_no=2, wake_at=at, name="nap", kind="sleep")),
+        (r, RunSuspended(wake_at=at)),
+        (r, EventAwaited(step_no=3, event_name="ok", name="ok", kind="event")),
+        (r, PatchMarked(step_no=4, name="p1", kind="patch")),
+        (r, ChildCompleted(step_no=5, child_run_id=run + "c", status="completed")),
+        (r, WorkflowRestarted(generation=1, from_step=2)),
+        (r, WorkflowCompleted(generation=1)),
+        (c, WorkflowStarted(run_id=run + "c", name="child", user_id=user, parent_run_id=run)),
+        (c, WorkflowCanceled(reason="enough")),
+        (f, WorkflowStarted(run_id=run + "f", name="flow", user_id=user)),
+        (f, WorkflowFailed(error=err)),
     ]

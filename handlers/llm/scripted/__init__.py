@@ -11,6 +11,8 @@ Deterministic and zero-latency by default; everything still goes through litellm
 
 With nothing queued a model answers by ``default_behaviour``. ``scripted.requests(name)``
 shows what the model received; ``scripted.chunk_delay`` slows streams down;
+``scripted.configure(name, latency_s=1.0, responder=fn)`` gives one model a latency (for
+benchmarks) and a reply function of the request (used when nothing is queued);
 ``scripted.reset()`` forgets everything. The provider registers itself the first time
 litellm is loaded through ``handlers.llm.litellm_loader`` (importing this package does not
 import litellm).

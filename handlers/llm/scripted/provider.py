@@ -55,6 +55,8 @@ class ScriptedLLM(CustomLLM):
     async def acompletion(self, model: str, messages: list[Any],  # type: ignore[override]
                           optional_params: dict[str, Any], **_: Any) -> Any:
         request, reply = _take(model, messages, optional_params, stream=False)
+        if scripted.latency_of(model):
+            await asyncio.sleep(scripted.latency_of(model))
         if reply.hang:
             await asyncio.Event().wait()
         if scripted.chunk_delay:
@@ -77,6 +79,8 @@ class ScriptedLLM(CustomLLM):
                          optional_params: dict[str, Any],
                          **_: Any) -> AsyncIterator[dict[str, Any]]:
         request, reply = _take(model, messages, optional_params, stream=True)
+        if scripted.latency_of(model):
+            await asyncio.sleep(scripted.latency_of(model))
         if reply.hang and not reply.content:
             await asyncio.Event().wait()
         if reply.error_status is not None and not reply.content:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,24 @@ class ScriptBook:
         self._requests: dict[str, deque[ScriptedRequest]] = {}
         self.chunk_delay: float = 0.0
         """Seconds to wait before each streamed chunk (and once per non-streamed reply)."""
+        self._latency: dict[str, float] = {}
+        self._responders: dict[str, Callable[[ScriptedRequest], Reply]] = {}
+
+    def configure(self, model: str, *, latency_s: float | None = None,
+                  responder: Callable[[ScriptedRequest], Reply] | None = None) -> None:
+        """Per-model options: ``latency_s`` before every reply (a slow provider, for
+        benchmarks), ``responder`` answering when nothing is queued (instead of the
+        default behaviour; it may look at the request, e.g. count the tool results)."""
+        name = _name(model)
+        with self._lock:
+            if latency_s is not None:
+                self._latency[name] = latency_s
+            if responder is not None:
+                self._responders[name] = responder
+
+    def latency_of(self, model: str) -> float:
+        """Seconds ``model`` waits before replying (``configure(latency_s=...)``)."""
+        return self._latency.get(_name(model), 0.0)
 
     def script(self, model: str, replies: Iterable[Reply]) -> None:
         """Append replies to the queue of ``model`` (``"x"`` or ``"scripted/x"``)."""
@@ -65,17 +83,24 @@ class ScriptBook:
             if model is None:
                 self._queues.clear()
                 self._requests.clear()
+                self._latency.clear()
+                self._responders.clear()
                 self.chunk_delay = 0.0
             else:
                 self._queues.pop(_name(model), None)
                 self._requests.pop(_name(model), None)
+                self._latency.pop(_name(model), None)
+                self._responders.pop(_name(model), None)
 
     def take(self, request: ScriptedRequest) -> Reply | None:
         """Record ``request`` and pop the next reply of its model (``None``: use the default)."""
         with self._lock:
             self._requests.setdefault(request.model, deque(maxlen=REQUEST_LOG)).append(request)
             queue = self._queues.get(request.model)
-            return queue.popleft() if queue else None
+            if queue:
+                return queue.popleft()
+            responder = self._responders.get(request.model)
+        return responder(request) if responder is not None else None
 
 
 def _name(model: str) -> str:

@@ -1,0 +1,86 @@
+"""``threadlog bench concurrency``: many durable generations at once on one process.
+
+``--generations`` (200) generations are started at once over request/reply
+(``Client.generate_text``), each on a thread of its own: two model calls of
+``--latency`` (1 s) through litellm's scripted provider with one tool step between, all
+persisted (prompt, pending message, tool call and result, final message, usage) and
+durable (each in the generation queue until finished). One handler process serves them.
+
+Figures: makespan (first request sent to last reply), ideal = 2 x latency, efficiency =
+ideal / makespan (target >= 0.9). The last line is one JSON object with ``generations``,
+``makespan_s``, ``ideal_s`` and ``efficiency``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from pydantic import BaseModel
+
+from bench._report import now, report
+from handlers.agents.definition import Agent
+from handlers.llm.call_settings import NO_BACKOFF, CallSettings
+from handlers.llm.scripted import Reply, ScriptedRequest, scripted
+from handlers.llm.tools import ToolContext, tool
+from threadlog.runtime import running
+from threadlog.settings import Settings
+
+USER = "bench-user"
+
+
+class Lookup(BaseModel):
+    q: str
+
+
+@tool
+async def lookup(ctx: ToolContext[Any], args: Lookup) -> str:
+    """Look something up."""
+    return f"found {args.q}"
+
+
+def respond(request: ScriptedRequest) -> Reply:
+    if any(m.get("role") == "tool" for m in request.messages):
+        return Reply.text("done")
+    return Reply.tool_call("lookup", {"q": "x"})
+
+
+async def amain(generations: int, latency: float) -> None:
+    scripted.configure("conc", latency_s=latency, responder=respond)
+    scripted.configure("warm", responder=respond)
+    settings_ = CallSettings(max_retries=0, backoff=NO_BACKOFF)
+    agents = [Agent(name=n, model=f"scripted/{n}", tools=[lookup], call_settings=settings_)
+              for n in ("conc", "warm")]
+    with tempfile.TemporaryDirectory() as d:
+        async with running(Settings(data_dir=d), agents=agents) as rt:
+            c = rt.client(USER)
+            c.timeout = 60.0
+            warm = (await c.create_thread()).value["thread_id"]
+            await c.generate_text("warm", warm, "warm up")
+            tids = await asyncio.gather(*(c.create_thread() for _ in range(generations)))
+            t0 = now()
+            res = await asyncio.gather(*(c.generate_text("conc", t.value["thread_id"], "go")
+                                         for t in tids))
+            makespan = now() - t0
+    ok = sum(1 for r in res if r.value["text"] == "done" and r.value["steps"] == 2)
+    ideal = 2 * latency
+    eff = ideal / makespan
+    report("concurrency", [("generations", generations, ""), ("succeeded", ok, ""),
+                           ("makespan s", makespan, ""), ("ideal s", ideal, ""),
+                           ("efficiency", eff, ">= 0.9")],
+           {"bench": "concurrency", "generations": generations, "succeeded": ok,
+            "makespan_s": round(makespan, 3), "ideal_s": ideal,
+            "efficiency": round(eff, 3), "meets_target": eff >= 0.9 and ok == generations})
+
+
+def main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="threadlog bench concurrency")
+    p.add_argument("--generations", type=int, default=200)
+    p.add_argument("--latency", type=float, default=1.0, help="seconds per model call")
+    args = p.parse_args(argv)
+    asyncio.run(amain(args.generations, args.latency))
