@@ -42,6 +42,7 @@ from events.replies import Reply
 from handlers import subjects
 from handlers.agents.commands import Abort
 from handlers.agents.generation import Generator
+from handlers.agents.result import abort_key
 from handlers.threads.decisions import Decision, require_owned
 from handlers.threads.state import ThreadState
 
@@ -99,16 +100,16 @@ class AbortSignals:
             await self._sub.unsubscribe()
         self._sub = None
 
-    def _abort_local(self, message_id: str) -> bool:
-        ev = self.generator.aborts.get(message_id)
+    def _abort_local(self, thread_id: str, message_id: str) -> bool:
+        ev = self.generator.aborts.get(abort_key(thread_id, message_id))
         if ev is None:
             return False
         ev.set()
         return True
 
     async def _on_signal(self, msg: Msg) -> None:
-        message_id = msg.subject.rsplit(".", 1)[-1]
-        if self._abort_local(message_id) and msg.reply:
+        *_, thread_id, message_id = msg.subject.split(".")
+        if self._abort_local(thread_id, message_id) and msg.reply:
             await msg.respond(b'{"aborted": true}')
 
     async def _signal_owner(self, cmd: Abort) -> bool:
@@ -130,7 +131,7 @@ class AbortSignals:
             if cmd.command_id in state.commands:  # re-sent after it finalized an orphan
                 return Reply.success(stopped(cmd, "abort"), state.version)
             require_pending(state, cmd)
-        if self._abort_local(cmd.message_id) or await self._signal_owner(cmd):
+        if self._abort_local(cmd.thread_id, cmd.message_id) or await self._signal_owner(cmd):
             return Reply.success(stopped(cmd, "owner"))
         log.info("no process runs the generation of %s: finalizing it as aborted",
                  cmd.message_id)

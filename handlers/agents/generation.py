@@ -39,7 +39,7 @@ from handlers.agents.definition import Agent, AgentRegistry, UsageHandler
 from handlers.agents.durable import GenerationQueue
 from handlers.agents.progress import progress, recorded_result
 from handlers.agents.prompt import PromptMixin
-from handlers.agents.result import GenerationResult, ThreadOptions, add_usage, embedded
+from handlers.agents.result import GenerationResult, ThreadOptions, abort_key, add_usage, embedded
 from handlers.agents.steps import PersistHook, StepsMixin, ToolRunner
 from handlers.llm.results import ModelResult
 from handlers.llm.tools import resolve_tools
@@ -73,6 +73,8 @@ class Generator(PromptMixin, StepsMixin):
         self.run_tool = run_tool
         self.delta_writer = delta_writer
         self.aborts: dict[str, asyncio.Event] = {}
+        """Abort events of the generations running here, by ``abort_key(thread, message)``
+        (message ids are unique per thread only: another user may use the same one)."""
         self.thread_options: dict[str, ThreadOptions] = {}
         self.canvas: Any = None
         """The CanvasService, for reference snippets of canvas edits in the context."""
@@ -206,7 +208,8 @@ class Generator(PromptMixin, StepsMixin):
         writer = (self.delta_writer(cmd.user_id, cmd.thread_id, res.message_id or "",
                                     cmd.command_id)
                   if cmd.stream and self.delta_writer else None)
-        abort = self.aborts.setdefault(res.message_id or "", asyncio.Event())
+        abort = self.aborts.setdefault(abort_key(cmd.thread_id, res.message_id or ""),
+                                       asyncio.Event())
         try:
             if enqueued is not None:
                 await enqueued  # durable before the first model call
@@ -232,7 +235,7 @@ class Generator(PromptMixin, StepsMixin):
                 await writer.close("failed")
             raise err from exc
         finally:
-            self.aborts.pop(res.message_id or "", None)
+            self.aborts.pop(abort_key(cmd.thread_id, res.message_id or ""), None)
         if writer is not None:
             await writer.close(res.status)
         return res

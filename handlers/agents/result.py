@@ -76,3 +76,9 @@ def embedded(agent: Agent, message_id: str, thread_id: str, vector: list[float] 
     return [MessageEmbedded(message_id=message_id, thread_id=thread_id,
                             model=agent.embedding_model, dimensions=len(vector),
                             vector=vector)]
+
+
+def abort_key(thread_id: str, message_id: str) -> str:
+    """The key of a running generation's abort event: the thread and its pending message
+    (message ids are unique per thread only)."""
+    return f"{thread_id}.{message_id}"

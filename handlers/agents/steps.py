@@ -44,7 +44,7 @@ from events import (
 from events.catalogue import Event
 from handlers.agents.commands import Generate
 from handlers.agents.definition import Agent
-from handlers.agents.result import GenerationResult, finalized_already
+from handlers.agents.result import GenerationResult, abort_key, finalized_already
 from handlers.llm.results import ModelResult, ToolCall
 from handlers.runner import CommandRunner
 from handlers.threads.decisions import Decision
@@ -146,9 +146,9 @@ class StepsMixin:
         messages.extend(to_chat_messages([
             ContextMessage(role="assistant", content=assistant),
             ContextMessage(role="tool", content=list(outputs))]))
-        ev = self.aborts.pop(res.message_id or "", None)
+        ev = self.aborts.pop(abort_key(tid, res.message_id or ""), None)
         if ev is not None:  # an abort names the pending message: follow it
-            self.aborts[next_id] = ev
+            self.aborts[abort_key(tid, next_id)] = ev
         res.message_id = next_id
         return step + 2
 

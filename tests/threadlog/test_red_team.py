@@ -413,10 +413,6 @@ async def test_finalizing_my_message_cannot_patch_another_users_message(
     assert (row["status"], row.get("error")) == ("success", None), row
 
 
-@pytest.mark.xfail(strict=True, reason="generation aborts are keyed by message_id alone "
-                   "(Generator.aborts, sig.agent.abort's last token): alice saves a pending "
-                   "message with bob's running reply id in her own thread and aborts it, "
-                   "which stops bob's generation")
 async def test_aborting_my_message_cannot_stop_another_users_generation(
         rt: Runtime, connect_as: ConnectAs) -> None:
     scripted.script(rt.parts["model"], [Scripted.hanging(after_text="bob's partial words ")])
