@@ -140,7 +140,10 @@ def asyncapi(out: Path | None = typer.Option(None, "--out", help="write here (el
 
 
 def main() -> None:
-    app()
+    """``threadlog``: user errors print one line (``--debug`` for the traceback)."""
+    from threadlog.cli_errors import run_cli
+
+    run_cli(app)
 
 
 if __name__ == "__main__":

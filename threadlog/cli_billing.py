@@ -73,11 +73,8 @@ async def usage_by_model(store: EventStore, user_id: str, period: str) -> UserSp
 
 
 async def _with_store(endpoint: NatsEndpoint, stream: str, fn: Any) -> Any:
-    try:
-        nc = await endpoint.connect(connect_timeout=3, max_reconnect_attempts=0,
-                                    allow_reconnect=False)
-    except Exception as exc:
-        _fail(f"cannot connect to {endpoint.url} ({exc}); check --nats-url and --creds")
+    await endpoint.probe(timeout=3)  # Unavailable, one line, when unreachable or refused
+    nc = await endpoint.connect(connect_timeout=3)
     store = EventStore(nc, EventStreamSpec(name=stream))
     try:
         return await fn(store)

@@ -63,12 +63,8 @@ def _fail(exc: ThreadlogError) -> typer.Exit:
 async def _connect(url: NatsEndpoint | None) -> Any:
     if not url:
         raise ThreadlogError("--nats-url is required for this command", code="invalid_input")
-    try:
-        return await url.connect(connect_timeout=3, max_reconnect_attempts=0,
-                                 allow_reconnect=False)
-    except Exception as exc:
-        raise ThreadlogError(f"cannot connect to {url.url} ({exc}); check --nats-url and "
-                             "--creds", code="unavailable") from None
+    await url.probe(timeout=3)  # Unavailable, one line, when unreachable or refused
+    return await url.connect(connect_timeout=3)
 
 
 async def _ask(url: NatsEndpoint | None, subject: str, body: dict[str, Any],

@@ -12,6 +12,7 @@ from events.connection import NatsEndpoint
 
 async def tail(endpoint: NatsEndpoint, stream: str, thread: str | None,
                from_seq: int | None, console: Console) -> None:
+    await endpoint.probe(timeout=3)  # Unavailable, one line, when unreachable or refused
     nc = await endpoint.connect()
     try:
         store = EventStore(nc, EventStreamSpec(name=stream))
