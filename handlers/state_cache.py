@@ -3,7 +3,10 @@
 A state is loaded from the log on a miss and caught up incrementally after a conflict
 (only the events after its position), so a decision costs O(new events), not a replay.
 The per-aggregate lock serialises decisions in this process; other processes are kept
-honest by the store's expected-version check.
+honest by the store's expected-version check. A cached *absence* is not trusted (see
+:meth:`AggregateStateCache.get`): with several handler processes, an aggregate another
+process created is found by the next command, never answered ``not_found`` from a stale
+cache.
 """
 
 from __future__ import annotations
@@ -46,8 +49,12 @@ class AggregateStateCache(Generic[S]):
         return lk
 
     async def get(self, key: str) -> S:
-        """The cached state, loading it from the log on a miss."""
+        """The cached state, loading it from the log on a miss. An absent aggregate is
+        never cached as the truth: another process may have created it since, so a state
+        with no events is read again (one read of the log) before each decision."""
         st = self._states.get(key)
+        if st is not None and self._position(st) == 0:
+            return await self.refresh(key)
         if st is None:
             st = self._new(key)
             st.apply_recorded(await self.store.read(st.aggregate))
