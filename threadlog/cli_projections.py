@@ -1,6 +1,8 @@
 """CLI for projections: ``threadlog projections rebuild|status|export`` and ``threadlog sql``.
 
-DuckDB allows one process per file: ``status`` and ``sql`` ask a running projector over
+With ``--nats-url`` (and no ``--db``), ``status`` and ``sql`` ask that deployment and
+never read a local file. DuckDB allows one process per file: ``status`` and ``sql`` ask a
+running projector over
 NATS (``ops.status`` / ``ops.sql``: operator or service credentials) when the file is
 held, and read the file directly when it is not; ``rebuild`` and ``export`` need the
 file (stop the projector first).
@@ -129,12 +131,16 @@ def rebuild_command(view: str | None = typer.Option(None, "--view", help="only t
 
 
 # ---------------------------------------------------------------------------- status
-async def status_async(url: NatsEndpoint | None, db_path: Path, stream: str) -> dict[str, Any]:
-    """From the file when free, else from the running projector (``ops.status``)."""
+async def status_async(url: NatsEndpoint | None, db_path: Path, stream: str, *,
+                       file_first: bool = True) -> dict[str, Any]:
+    """From the file when free (``file_first``), else from the running projector
+    (``ops.status``)."""
     try:
+        if not file_first and url is not None:
+            raise admin.ProjectorRunning("a deployment was named: ask it")
         status = admin.offline_status(db_path)
     except admin.ProjectorRunning:
-        result: dict[str, Any] = await _ask(url, "ops.status", {}, 5)
+        result: dict[str, Any] = await _ask(url, "ops.status", {"user_id": "operator"}, 5)
         result["source"] = "running projector"
         return result
     status["source"] = "file"
@@ -158,7 +164,10 @@ def status_command(nats_url: str | None = NatsUrlOpt, db: Path | None = DbOpt,
     """Checkpoint, lag behind the stream, and each view's version."""
     db_path, stream_name, url = _paths(db, data_dir, stream, nats_url, creds)
     try:
-        status = asyncio.run(status_async(url, db_path, stream_name))
+        # A named deployment (--nats-url) is asked, never a local file it may not be:
+        # only an explicit --db reads a file first.
+        status = asyncio.run(status_async(url, db_path, stream_name,
+                                          file_first=db is not None or url is None))
     except ThreadlogError as exc:
         raise _fail(exc) from None
     if json:
@@ -188,13 +197,16 @@ def export_command(parquet: Path = typer.Option(..., "--parquet", help="output d
 
 
 # ---------------------------------------------------------------------------- sql
-async def sql_async(sql: str, url: NatsEndpoint | None, db_path: Path, max_rows: int | None
-                    ) -> dict[str, Any]:
-    """Offline on the file when free; else ``ops.sql`` on the running projector."""
+async def sql_async(sql: str, url: NatsEndpoint | None, db_path: Path, max_rows: int | None,
+                    *, file_first: bool = True) -> dict[str, Any]:
+    """Offline on the file when free (``file_first``); else ``ops.sql`` on the running
+    projector."""
     try:
+        if not file_first and url is not None:
+            raise admin.ProjectorRunning("a deployment was named: ask it")
         return admin.offline_sql(db_path, sql, SqlLimits(), max_rows)
     except admin.ProjectorRunning:
-        body: dict[str, Any] = {"sql": sql}
+        body: dict[str, Any] = {"user_id": "operator", "sql": sql}
         if max_rows:
             body["max_rows"] = max_rows
         result: dict[str, Any] = await _ask(url, "ops.sql", body, 30)
@@ -211,7 +223,8 @@ def sql_command(sql: str = typer.Argument(..., help="read-only SQL (SELECT, WITH
     """Run read-only SQL over the views (operators: every user's rows are visible)."""
     db_path, _, url = _paths(db, data_dir, None, nats_url, creds)
     try:
-        result = asyncio.run(sql_async(sql, url, db_path, max_rows))
+        result = asyncio.run(sql_async(sql, url, db_path, max_rows,
+                                       file_first=db is not None or url is None))
     except ThreadlogError as exc:
         if json:
             typer.echo(jsonlib.dumps({"error": exc.to_dict()}))
