@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,9 @@ from handlers import subjects
 from handlers.streaming import delta_subject
 
 NO_RESPONDER_RETRIES = (0.005, 0.02, 0.05)
+GENERATION_WAIT_MARGIN_S = 5.0
+"""Waited for a generation's reply beyond its deadline (the handler stops it at the
+deadline, then finalizes the message and replies)."""
 """Pauses before re-sending a request that reached no handler (about 75 ms in all)."""
 
 
@@ -45,15 +48,29 @@ class Client:
     user through; an app, operator or service connection may act for any user.
     """
 
-    def __init__(self, nc: NATS, *, user_id: str, timeout: float = 10.0) -> None:
+    def __init__(self, nc: NATS, *, user_id: str, timeout: float = 10.0,
+                 generation_deadline_s: float | None = None) -> None:
         self.nc = nc
         self.user_id = user_id
         self.timeout = timeout
+        self.generation_deadline_s = generation_deadline_s
+        """The agents' default generation deadline, when the caller knows it: a
+        generation without its own ``deadline_s`` is waited for this long plus
+        ``GENERATION_WAIT_MARGIN_S`` (without either, ``6 x timeout``)."""
+
+    def generation_wait(self, body: Mapping[str, Any]) -> float:
+        """Seconds to wait for the reply of the generation ``body``: its ``deadline_s``
+        (or ``generation_deadline_s``) plus a margin, else ``6 x timeout``."""
+        deadline = body.get("deadline_s") or self.generation_deadline_s
+        if deadline is None:
+            return self.timeout * 6
+        return float(deadline) + GENERATION_WAIT_MARGIN_S
 
     @classmethod
     async def connect(cls, servers: str | list[str] | NatsEndpoint, *,
                       creds: str | Path | None = None, user_id: str | None = None,
-                      timeout: float = 10.0, **options: Any) -> Client:
+                      timeout: float = 10.0, generation_deadline_s: float | None = None,
+                      **options: Any) -> Client:
         """Connect with a credentials file (``threadlog credentials issue``). A *user*
         credential acts only as itself (``user_id`` defaults to its name); an app,
         operator or service credential names the user it acts for with ``user_id``.
@@ -65,7 +82,8 @@ class Client:
         if not who:
             raise ValueError("user_id is required unless the credential is a user's")
         nc = await endpoint.connect(**options)
-        return cls(nc, user_id=who, timeout=timeout)
+        return cls(nc, user_id=who, timeout=timeout,
+                   generation_deadline_s=generation_deadline_s)
 
     async def close(self) -> None:
         """Close the connection (for clients made by :meth:`connect`)."""
@@ -161,7 +179,7 @@ class Client:
         has ``text``, ``message_id``, ``usage``... (see ``GenerationResult``)."""
         body = self._generate_body(agent, thread_id, prompt, prompt_message_id, command_id,
                                    **extra)
-        return await self.request(subjects.GENERATE, body, timeout=self.timeout * 6)
+        return await self.request(subjects.GENERATE, body, timeout=self.generation_wait(body))
 
     async def generate_object(self, agent: str, thread_id: str, prompt: str,
                               schema: dict[str, Any], **extra: Any) -> Result:
@@ -249,7 +267,8 @@ class TextStream:
 
         sub = await nc.subscribe(delta_subject(self._client.user_id, self._thread_id, "*"),
                                  cb=on_chunk)
-        task = asyncio.ensure_future(self._client.request(subjects.GENERATE, self._body))
+        task = asyncio.ensure_future(self._client.request(
+            subjects.GENERATE, self._body, timeout=self._client.generation_wait(self._body)))
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             while True:

@@ -10,6 +10,9 @@ from events import SafeId
 from handlers.commands import Command
 from handlers.threads.commands import MAX_TEXT
 
+MAX_DEADLINE_S = 3_600.0
+"""The longest ``Generate.deadline_s`` accepted (one hour)."""
+
 
 class Generate(Command):
     """Run ``agent`` in ``thread_id`` on a new ``prompt`` or an existing
@@ -23,6 +26,11 @@ class Generate(Command):
     max_steps: int | None = Field(None, ge=1, le=50)
     output_schema: dict[str, Any] | None = Field(
         None, description="JSON schema: generate an object instead of text")
+    deadline_s: float | None = Field(
+        None, gt=0, le=MAX_DEADLINE_S,
+        description="seconds the generation may run (from when its steps start in the "
+                    "handler): past it, it stops and fails with code 'timeout'; the client "
+                    "waits this long plus a margin for the reply")
     canvas_selection: list[SafeId] = Field(
         default_factory=list, max_length=1_000,
         description="canvas element ids the prompt refers to: their edits become context")

@@ -248,8 +248,9 @@ class GenerationQueue:
                 try:
                     await self.run(cmd)
                 except ThreadlogError as exc:  # failed and finalized: finished
-                    if exc.code in ("unavailable", "timeout"):
-                        raise
+                    if exc.code == "unavailable" or (
+                            exc.code == "timeout" and "deadline_s" not in exc.details):
+                        raise  # not finished: tried again later
             beat.cancel()
             await msg.ack()
         except asyncio.CancelledError:

@@ -210,21 +210,27 @@ class Generator(PromptMixin, StepsMixin):
                   if cmd.stream and self.delta_writer else None)
         abort = self.aborts.setdefault(abort_key(cmd.thread_id, res.message_id or ""),
                                        asyncio.Event())
+        deadline = asyncio.timeout(cmd.deadline_s)
         try:
-            if enqueued is not None:
-                await enqueued  # durable before the first model call
-            tool_list = agent.tools if tools is None else tools
-            if resume[0]:
-                step = await self._run_tools(cmd, agent, res, resume[0], step,
-                                             {t.name: t for t in tool_list}, messages,
-                                             resume[1])
-            await self._loop(cmd, agent, res, messages, step, tool_list, on_text, writer,
-                             abort, validate_object)
+            async with deadline:
+                if enqueued is not None:
+                    await enqueued  # durable before the first model call
+                tool_list = agent.tools if tools is None else tools
+                if resume[0]:
+                    step = await self._run_tools(cmd, agent, res, resume[0], step,
+                                                 {t.name: t for t in tool_list}, messages,
+                                                 resume[1])
+                await self._loop(cmd, agent, res, messages, step, tool_list, on_text,
+                                 writer, abort, validate_object)
         except BaseException as exc:
             err = exc if isinstance(exc, ThreadlogError) else ThreadlogError(
                 f"generation failed: {type(exc).__name__}: {exc}", code="generation_failed")
             if isinstance(exc, asyncio.CancelledError):
                 err = ThreadlogError("generation aborted", code="aborted")
+            elif isinstance(exc, TimeoutError) and deadline.expired():
+                err = ThreadlogError(
+                    f"generation stopped at its deadline ({cmd.deadline_s}s)", code="timeout",
+                    details={"deadline_s": cmd.deadline_s})
             res.status = "failed"
             for fut in list(self._pending):
                 with contextlib.suppress(Exception):

@@ -10,7 +10,9 @@ Running a tool is ``tool_execution.execute_tool``: it never raises for tool prob
 
 from __future__ import annotations
 
+import copy
 import inspect
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, get_type_hints, overload
@@ -41,6 +43,10 @@ class ToolContext(Generic[CtxT]):
     client: Any = None
 
 
+_SCHEMAS: weakref.WeakKeyDictionary[type[BaseModel], dict[str, Any]] = \
+    weakref.WeakKeyDictionary()
+"""Argument schemas by model class (a class redefined later is a new key)."""
+
 ToolHandler = Callable[[ToolContext[Any], Any], Awaitable[Any] | Any]
 
 
@@ -57,10 +63,13 @@ class Tool(Generic[ArgsT]):
 
     def parameters_schema(self) -> dict[str, Any]:
         """The JSON schema of the arguments (pydantic's, without the top-level title)."""
-        schema = self.args_model.model_json_schema()
-        schema.pop("title", None)
-        schema.setdefault("properties", {})
-        return schema
+        cached = _SCHEMAS.get(self.args_model)
+        if cached is None:  # pydantic builds it anew each time (~0.5 ms): once per model
+            cached = self.args_model.model_json_schema()
+            cached.pop("title", None)
+            cached.setdefault("properties", {})
+            _SCHEMAS[self.args_model] = cached
+        return copy.deepcopy(cached)  # callers (and litellm) may change their copy
 
     def openai_schema(self) -> dict[str, Any]:
         """The tool in OpenAI ``tools`` format, as litellm expects it."""
