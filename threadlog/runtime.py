@@ -8,6 +8,7 @@ part stops in reverse order and an embedded nats-server is stopped by its pid.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,9 @@ from handlers.streaming import DeltaStreamSpec, ensure_delta_stream
 from threadlog.app import App
 from threadlog.embedded_nats import EmbeddedNats
 from threadlog.settings import Settings
+from threadlog.watchdog import ConnectionWatchdog
+
+log = logging.getLogger(__name__)
 
 Part = Callable[["Runtime"], contextlib.AbstractAsyncContextManager[Any]]
 
@@ -49,6 +53,8 @@ class Runtime:
     parts: dict[str, Any] = field(default_factory=dict)
     app: App | None = None
     """The application ``running(..., app=)`` loaded (agents, workflows, canvas schema)."""
+    watchdog: ConnectionWatchdog | None = None
+    """Watches this runtime's NATS connections (``threadlog.watchdog``)."""
 
     def client(self, user_id: str) -> Client:
         return Client(self.nc, user_id=user_id, timeout=self.settings.request_timeout_s * 2)
@@ -107,7 +113,7 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
         urls = list(endpoint.servers)
         await endpoint.probe()
         nc = await endpoint.connect(name="threadlog", max_reconnect_attempts=-1)
-        stack.push_async_callback(nc.close)
+        stack.push_async_callback(_stop_quietly, nc.close, "the NATS connection")
         spec = EventStreamSpec(name=settings.events_stream, replicas=settings.replicas,
                                duplicate_window_s=settings.duplicate_window_s)
         store = EventStore(nc, spec, timeout=settings.request_timeout_s)
@@ -117,7 +123,8 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
                                             replicas=settings.replicas)
         stack.push_async_callback(command_log.drain)
         broker = make_broker(endpoint, max_command_bytes=settings.max_command_bytes,
-                             concurrency=settings.handler_concurrency, logger=None)
+                             concurrency=settings.handler_concurrency, logger=None,
+                             max_reconnect_attempts=-1)
         await ensure_delta_stream(nc, DeltaStreamSpec(
             name=settings.deltas_stream, max_age_s=settings.deltas_max_age_s,
             replicas=settings.replicas))
@@ -132,12 +139,15 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
             generation_queue or GenerationQueueConfig(replicas=settings.replicas))
         stack.push_async_callback(gen_queue.stop)
         rt = Runtime(settings, urls, nc, store, broker, handlers, embedded, endpoint, app=app)
+        rt.watchdog = ConnectionWatchdog(
+            lambda: [c for c in (nc, getattr(broker, "_connection", None)) if c is not None],
+            settings.nats_down_exit_s or None)
         for part in extra_parts or []:
             await stack.enter_async_context(part(rt))
         if before_start is not None:
             await before_start(rt)
         await broker.start()
-        stack.push_async_callback(broker.stop)
+        stack.push_async_callback(_stop_quietly, broker.stop, "the command broker")
         # Subscriptions are live once the server has processed them: flush the broker's
         # connection so a request sent right after start finds its responder.
         conn = getattr(broker, "_connection", None)
@@ -152,3 +162,12 @@ def _with_workflows(parts: list[Part] | None) -> list[Part]:
 
     parts = list(parts or [])
     return parts if workflows_part in parts else [*parts, workflows_part]
+
+
+async def _stop_quietly(stop: Callable[[], Awaitable[Any]], what: str) -> None:
+    """Stop a connection even while NATS is unreachable (it would otherwise raise
+    "connection reconnecting" and skip the rest of the shutdown)."""
+    try:
+        await stop()
+    except Exception as exc:
+        log.warning("stopping %s: %s", what, exc)

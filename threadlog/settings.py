@@ -36,6 +36,9 @@ class Settings(BaseSettings):
                            description="interface the embedded server listens on")
     handler_concurrency: int = Field(64, ge=1, le=10_000,
                                      description="requests each subject serves at once")
+    nats_down_exit_s: float = Field(
+        300.0, ge=0, description="exit non-zero when NATS stays unreachable this long "
+        "(0: never; the connections reconnect for as long as the process runs)")
     sql_time_limit_s: float = Field(10.0, gt=0, le=3600,
                                     description="operators' SQL: time limit per query")
     sql_memory_limit_mb: int = Field(512, ge=16, le=1 << 20,
