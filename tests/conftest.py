@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -147,3 +148,24 @@ async def connect_as(nats_server: EmbeddedNats, tmp_path: Path
     for conn in conns:
         with contextlib.suppress(Exception):
             await conn.close()
+
+
+class LogWatch(logging.Handler):
+    """Log records as they are emitted, with an event to wait on (no polling)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+        self.changed = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self.changed.set()
+
+    async def wait_for(self, needle: str, count: int, timeout: float = 10.0) -> None:
+        """Wait (bounded) until ``count`` records mention ``needle``."""
+        async def enough() -> None:
+            while sum(needle in r.getMessage() for r in self.records) < count:
+                self.changed.clear()
+                await self.changed.wait()
+        await asyncio.wait_for(enough(), timeout)

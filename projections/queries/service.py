@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -105,7 +104,6 @@ class QueryService:
         self.sql_limits = sql_limits or SqlLimits()
         self.prefix = prefix
         self.ops_prefix = "ops" if prefix == "query" else f"{prefix}.ops"
-        self._cursor_lock = threading.Lock()
         self._waiting: Counter[str] = Counter()
         # Operators' SQL runs on a thread of its own (one query at a time: the memory
         # watch is per process), users' reads on their own pool: heavy SQL never holds a

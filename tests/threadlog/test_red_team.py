@@ -29,7 +29,7 @@ from handlers.client import Client
 from handlers.llm.call_settings import NO_BACKOFF, CallSettings
 from handlers.llm.scripted import Reply as Scripted
 from handlers.llm.scripted import scripted
-from tests.conftest import ConnectAs, RoleConnection, RuntimeFactory
+from tests.conftest import ConnectAs, LogWatch, RoleConnection, RuntimeFactory
 from threadlog.embedded_nats import EmbeddedNats
 from threadlog.nats_auth import NatsAuth
 from threadlog.parts import serve_parts
@@ -75,23 +75,6 @@ async def nothing_arrives(q: asyncio.Queue[Any]) -> None:
         raise AssertionError(f"received {msg.subject}: {msg.data[:200]!r}")
 
 
-class _Seen(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-        self.changed = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-        self.changed.set()
-
-    async def wait_for(self, needle: str, count: int, timeout: float = 10.0) -> None:
-        async def enough() -> None:
-            while sum(needle in r.getMessage() for r in self.records) < count:
-                self.changed.clear()
-                await self.changed.wait()
-        await asyncio.wait_for(enough(), timeout)
-
 
 # --------------------------------------------------------------------- reply subjects
 async def test_a_reply_subject_in_another_users_inbox_is_not_answered(
@@ -118,7 +101,7 @@ async def test_a_reply_subject_on_live_or_ops_subjects_is_not_served(
     await bob.nc.flush()
     alice = await connect_as("user", "alice")
     before = await last_seq(rt)
-    seen = _Seen()
+    seen = LogWatch()
     for name in ("handlers", "projections"):
         logging.getLogger(name).addHandler(seen)
     try:

@@ -26,7 +26,7 @@ from handlers.canvas import subjects as canvas_subjects
 from handlers.client import Client
 from projections.queries.service import QUERIES
 from scheduler.invoice_scheduler import RUN_SUBJECT
-from tests.conftest import ConnectAs, RoleConnection, RuntimeFactory
+from tests.conftest import ConnectAs, LogWatch, RoleConnection, RuntimeFactory
 from threadlog.embedded_nats import EmbeddedNats
 from threadlog.nats_auth import NatsAuth
 from threadlog.parts import serve_parts
@@ -265,25 +265,6 @@ async def test_a_user_connection_never_receives_another_users_row_or_event(
     assert all(conn.errors == [] for conn in conns.values())
 
 
-class _Seen(logging.Handler):
-    """Log records as they are emitted, with an event to wait on."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-        self.changed = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-        self.changed.set()
-
-    async def wait_for(self, needle: str, count: int, timeout: float = 10.0) -> None:
-        async def enough() -> None:
-            while sum(needle in r.getMessage() for r in self.records) < count:
-                self.changed.clear()
-                await self.changed.wait()
-        await asyncio.wait_for(enough(), timeout)
-
 
 async def test_a_reply_subject_cannot_make_the_service_write_the_log_or_call_the_api(
         rt: Runtime, connect_as: ConnectAs) -> None:
@@ -292,7 +273,7 @@ async def test_a_reply_subject_cannot_make_the_service_write_the_log_or_call_the
     request is not served), so it cannot delete a stream or forge an event."""
     alice = await connect_as("user", "alice")
     stream, before = rt.store.stream, await last_seq(rt)
-    seen = _Seen()
+    seen = LogWatch()
     logging.getLogger("handlers").addHandler(seen)
     logging.getLogger("projections").addHandler(seen)
     try:
