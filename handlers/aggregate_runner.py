@@ -141,7 +141,7 @@ class AggregateRunner(Generic[S, D]):
                     continue
                 if res.duplicate:
                     await self.states.refresh(key)
-                else:
+                elif not self.states.folded(state, res.last_seq):
                     self.kind.advance(state, decision, res.last_seq, command_id)
                 return decision, res.last_seq
         raise ConcurrencyError(

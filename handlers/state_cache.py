@@ -3,7 +3,10 @@
 A state is loaded from the log on a miss and caught up incrementally after a conflict
 (only the events after its position), so a decision costs O(new events), not a replay.
 The per-aggregate lock serialises decisions in this process; other processes are kept
-honest by the store's expected-version check. A cached *absence* is not trusted (see
+honest by the store's expected-version check. Reads (queries) catch a state up without
+the lock, so folding is idempotent by sequence: events at or below a state's position are
+skipped, whoever read them (two overlapping catch-ups, or a catch-up that read a writer's
+append before the writer folded it, fold each event once). A cached *absence* is not trusted (see
 :meth:`AggregateStateCache.get`): with several handler processes, an aggregate another
 process created is found by the next command, never answered ``not_found`` from a stale
 cache.
@@ -56,9 +59,13 @@ class AggregateStateCache(Generic[S]):
         if st is not None and self._position(st) == 0:
             return await self.refresh(key)
         if st is None:
-            st = self._new(key)
-            st.apply_recorded(await self.store.read(st.aggregate))
-            self._states[key] = st
+            fresh = self._new(key)
+            records = await self.store.read(fresh.aggregate)
+            st = self._states.get(key)  # another load may have finished while we read
+            if st is None:
+                st = fresh
+                self._states[key] = st
+            self.fold(st, records)
             while len(self._states) > self.capacity:
                 old, _ = self._states.popitem(last=False)
                 lk = self._locks.get(old)
@@ -76,8 +83,21 @@ class AggregateStateCache(Generic[S]):
         if st is None:
             return await self.get(key)
         self._states.move_to_end(key)
-        st.apply_recorded(await self.store.read(st.aggregate, after_seq=self._position(st)))
+        self.fold(st, await self.store.read(st.aggregate, after_seq=self._position(st)))
         return st
+
+    def fold(self, state: S, records: list[RecordedEvent]) -> None:
+        """Fold the records after ``state``'s position (those at or below it were folded
+        already, by an overlapping catch-up or by the writer that appended them)."""
+        pos = self._position(state)
+        fresh = [r for r in records if r.seq > pos]
+        if fresh:
+            state.apply_recorded(fresh)
+
+    def folded(self, state: S, seq: int) -> bool:
+        """Whether the event at ``seq`` is already in ``state`` (a lock-free catch-up
+        read it between our append and our fold)."""
+        return self._position(state) >= seq
 
     def position(self, state: S) -> int:
         """The stream sequence of the last event folded into ``state`` (0: none): the

@@ -174,7 +174,9 @@ class ThreadStateCache(AggregateStateCache[ThreadState]):
 
     def advance(self, state: ThreadState, events: list[Event], last_seq: int,
                 command_id: str | None) -> None:
-        """Fold our own just-appended events (sequences are consecutive up to last_seq)."""
+        """Fold our own just-appended events (sequences are consecutive up to last_seq);
+        those a lock-free catch-up already folded are skipped."""
         first = last_seq - len(events) + 1
         for i, ev in enumerate(events):
-            state.apply(ev, first + i, command_id)
+            if first + i > state.version:
+                state.apply(ev, first + i, command_id)
