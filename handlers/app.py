@@ -7,6 +7,7 @@ EVENTS stream is created by our own code (``EventStore.setup``), never by FastSt
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,6 +101,7 @@ async def build_handlers(broker: NatsBroker, store: EventStore,
     of asynchronous deletions left pending (bucket ``<stream>_purges``); call
     ``Handlers.close()`` before closing the connection."""
     from handlers.agents.app import make_generator, register_agent_commands
+    from handlers.agents.llm_bridge import call_step
     from handlers.billing import register_billing_commands
     from handlers.canvas import register_canvas_commands
     from handlers.threads.app import register_thread_commands
@@ -113,6 +115,8 @@ async def build_handlers(broker: NatsBroker, store: EventStore,
     billing = register_billing_commands(broker, store, command_log=command_log,
                                         default_limit_usd=spend_limit_usd, prices=prices)
     generator = make_generator(runner, store.nc, agents or AgentRegistry())
+    if prices:  # the recorded cost of each model call uses the same overrides as budgets
+        generator.call_step = functools.partial(call_step, prices=prices)
     generator.canvas = canvas
     generator.check_budget = billing.guard.check_budget
     generator.append_usage = billing.ledger.append_usage

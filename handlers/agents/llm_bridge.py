@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 from events import ToolResultPart
@@ -11,11 +12,15 @@ from handlers.agents.generation import DeltaSink
 from handlers.llm.results import ModelResult, TextDelta, ToolCall
 from handlers.llm.tool_execution import execute_tool_call
 from handlers.llm.tools import ToolContext
+from handlers.llm.usage_and_cost import ModelPrice
 
 
 async def call_step(agent: Agent, messages: list[dict[str, Any]], tools: list[Any], *,
                     on_text: DeltaSink | None, abort: asyncio.Event | None,
-                    output_schema: dict[str, Any] | None) -> ModelResult:
+                    output_schema: dict[str, Any] | None,
+                    prices: Mapping[str, ModelPrice] | None = None) -> ModelResult:
+    """One model call of a generation step (streamed when ``on_text`` is given); its
+    cost uses ``prices`` (the deployment's per-model overrides) before litellm's map."""
     from handlers.llm.model_call import call_model, stream_model
 
     response_format = None
@@ -27,7 +32,7 @@ async def call_step(agent: Agent, messages: list[dict[str, Any]], tools: list[An
         "tools": tools or None, "response_format": response_format,
         "settings": agent.call_settings, "fallbacks": agent.fallback_models,
         "provider_options": agent.provider_options,
-        "raw_response_handler": agent.raw_response_handler}
+        "raw_response_handler": agent.raw_response_handler, "prices": prices}
     if on_text is None:
         return await call_model(agent.model, messages, **common)
     final: ModelResult | None = None
