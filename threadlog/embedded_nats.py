@@ -149,6 +149,20 @@ class EmbeddedNats:
         except OSError:
             return False
 
+    @property
+    def pid(self) -> int | None:
+        """The running server's pid (None when stopped)."""
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    def kill(self) -> None:
+        """SIGKILL the server by its pid, no grace: a crash (its store stays as the kill
+        left it; :meth:`start` runs it again on the same port and store)."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
     def stop(self, grace: float = 10.0) -> None:
         """Stop the server by its pid: SIGTERM, wait ``grace`` seconds, then SIGKILL."""
         proc, self.proc = self.proc, None

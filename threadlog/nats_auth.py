@@ -186,6 +186,18 @@ class NatsAuth:
                 f"  {self.account_public_key}: {acc_jwt}\n"
                 "}\n")
 
+    def write_server_config(self, out: str | Path) -> Path:
+        """Write :meth:`server_config` to ``out`` for a nats-server config to ``include``
+        (a deployment's nodes; see ``deploy/nats``). It holds JWTs and public keys only,
+        no seed: mode 0644, so a server running as another user can read it."""
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(self.server_config())
+        tmp.chmod(0o644)
+        tmp.replace(path)
+        return path
+
     def issue(self, role: str, name: str) -> str:
         """The ``.creds`` text of a new credential for ``role`` named ``name`` (for the
         *user* role, the user id its connection acts as)."""
