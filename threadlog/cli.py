@@ -18,7 +18,9 @@ from rich.console import Console
 from events import ThreadlogError
 from threadlog.cli_bench import BENCH_CONTEXT, bench_command
 from threadlog.cli_billing import invoices_app, usage_command
+from threadlog.cli_cluster import cluster_app
 from threadlog.cli_credentials import credentials_app
+from threadlog.cli_health import health_command
 from threadlog.cli_options import CredsOpt, endpoint_for
 from threadlog.cli_projections import projections_app, sql_command
 from threadlog.cli_workflows import workflows_app
@@ -33,6 +35,8 @@ app.add_typer(projections_app, name="projections")
 app.add_typer(invoices_app, name="invoices")
 app.add_typer(credentials_app, name="credentials")
 app.add_typer(workflows_app, name="workflows")
+app.add_typer(cluster_app, name="cluster")
+app.command("health")(health_command)
 app.command("usage")(usage_command)
 app.command("sql")(sql_command)
 console = Console()

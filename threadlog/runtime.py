@@ -28,9 +28,11 @@ from handlers.agents.generation import GenerationResult, ThreadOptions
 from handlers.app import Handlers
 from handlers.canvas.schema import CanvasSchema
 from handlers.llm.usage_and_cost import ModelPrice
+from handlers.rate_limits import Limits, attach, open_rate_limiter, register_rate_limit_commands
 from handlers.streaming import DeltaStreamSpec, ensure_delta_stream
 from threadlog.app import App
 from threadlog.embedded_nats import EmbeddedNats
+from threadlog.health import serve_health
 from threadlog.settings import Settings
 from threadlog.watchdog import ConnectionWatchdog
 
@@ -133,12 +135,21 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
                                         canvas_schema=canvas_schema, prices=prices,
                                         deltas_stream=settings.deltas_stream)
         stack.push_async_callback(handlers.close)
+        # Rate limits (handlers.rate_limits): checked at the entry of the generate
+        # subscriber; the shared state is the bucket <stream>_rate_limits.
+        limiter = await open_rate_limiter(store.js, settings.events_stream, Limits(
+            settings.rate_messages_per_minute, settings.rate_tokens_per_minute),
+            replicas=settings.replicas)
+        stack.push_async_callback(limiter.store.close)
+        register_rate_limit_commands(broker, limiter)
+        attach(handlers.generator, limiter)
         # Durable generations (handlers.agents.durable): the queue and its worker.
         gen_queue = await start_generation_queue(
             handlers.generator, nc, settings.events_stream,
             generation_queue or GenerationQueueConfig(replicas=settings.replicas))
         stack.push_async_callback(gen_queue.stop)
         rt = Runtime(settings, urls, nc, store, broker, handlers, embedded, endpoint, app=app)
+        rt.parts["rate_limits"] = limiter
         rt.watchdog = ConnectionWatchdog(
             lambda: [c for c in (nc, getattr(broker, "_connection", None)) if c is not None],
             settings.nats_down_exit_s or None)
@@ -153,6 +164,8 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
         conn = getattr(broker, "_connection", None)
         if conn is not None:
             await conn.flush()
+        # Answer ops.health (threadlog.health) while everything above runs.
+        await stack.enter_async_context(serve_health(rt))
         yield rt
 
 

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     duckdb_file: str = Field("threadlog.duckdb", description="relative to data_dir")
     spend_limit_usd: float | None = Field(
         None, ge=0, description="default per-user spend limit per billing period (USD)")
+    rate_messages_per_minute: int = Field(
+        0, ge=0, le=1_000_000_000, description="default per-user limit on generations "
+        "per minute (token bucket, shared by every process; 0: unlimited)")
+    rate_tokens_per_minute: int = Field(
+        0, ge=0, le=1_000_000_000, description="default per-user limit on model tokens "
+        "per minute (0: unlimited)")
 
     @field_validator("nats_urls", mode="before")
     @classmethod

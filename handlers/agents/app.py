@@ -20,6 +20,7 @@ from handlers.agents.generation import Generator
 from handlers.agents.llm_bridge import call_step, tool_runner
 from handlers.client import Client
 from handlers.command_log import answer_once
+from handlers.rate_limits.gate import admit_generation
 from handlers.runner import CommandRunner
 from handlers.streaming import DeltaWriter
 from handlers.subjects import COMMAND_QUEUE
@@ -55,6 +56,7 @@ def register_agent_commands(broker: NatsBroker, generator: Generator) -> AbortSi
                        description="Run an agent in a thread (text, or an object for "
                                    "output_schema); stream=true publishes deltas.")
     async def generate(body: Generate) -> dict[str, Any]:
+        await admit_generation(generator, body)  # rate limits: refuse before anything runs
         lookup = asyncio.ensure_future(log.lookup(body)) if log is not None else None
         try:
             res = await generator.generate(body, already_done=lookup)

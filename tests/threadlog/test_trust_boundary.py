@@ -24,10 +24,12 @@ from handlers import subjects as thread_subjects
 from handlers.billing import subjects as billing_subjects
 from handlers.canvas import subjects as canvas_subjects
 from handlers.client import Client
+from handlers.rate_limits import subjects as rate_limit_subjects
 from projections.queries.service import QUERIES
 from scheduler.invoice_scheduler import RUN_SUBJECT
 from tests.conftest import ConnectAs, LogWatch, RoleConnection, RuntimeFactory
 from threadlog.embedded_nats import EmbeddedNats
+from threadlog.health import HEALTH_SUBJECT
 from threadlog.nats_auth import NatsAuth
 from threadlog.parts import serve_parts
 from threadlog.runtime import Runtime
@@ -36,7 +38,8 @@ USER_SUBJECTS = [*thread_subjects.ALL, *canvas_subjects.ALL, billing_subjects.BU
                  *(f"query.{{user_id}}.{q.name}" for q in QUERIES if not q.operators)]
 """Every subject that acts for a user (``{user_id}`` filled in per request)."""
 OPS_SUBJECTS = [billing_subjects.INVOICE_PAID, billing_subjects.INVOICE_FAILED,
-                billing_subjects.SET_SPEND_LIMIT, RUN_SUBJECT,
+                billing_subjects.SET_SPEND_LIMIT, RUN_SUBJECT, HEALTH_SUBJECT,
+                rate_limit_subjects.SET_RATE_LIMITS, rate_limit_subjects.GET_RATE_LIMITS,
                 *(f"ops.{q.name}" for q in QUERIES if q.operators)]
 
 
