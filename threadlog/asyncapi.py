@@ -15,6 +15,7 @@ from handlers.agents.app import make_generator, register_agent_commands
 from handlers.agents.definition import AgentRegistry
 from handlers.billing import register_billing_commands
 from handlers.canvas import register_canvas_commands
+from handlers.rate_limits import register_rate_limit_commands
 from handlers.runner import CommandRunner
 from handlers.threads.app import register_thread_commands
 from handlers.threads.state import ThreadStateCache
@@ -29,6 +30,7 @@ def asyncapi_json() -> str:
     register_agent_commands(broker, make_generator(runner, None, AgentRegistry()))
     register_billing_commands(broker, store)
     register_canvas_commands(broker, runner)
+    register_rate_limit_commands(broker, None)  # type: ignore[arg-type]
     register_query_subscribers(broker, QueryService(None))  # type: ignore[arg-type]
     for register in extra_registrations():
         register(broker)
