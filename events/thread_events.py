@@ -59,6 +59,8 @@ class MessageSaved(Event):
     usage: Usage | None = None
     finish_reason: str | None = None
     error: str | None = None
+    error_code: str | None = Field(None, max_length=100)
+    """The error's stable code (``ThreadlogError.code``) beside its text, when failed."""
     prompt_message_id: str | None = None
 
 
@@ -69,6 +71,8 @@ class MessageStatusChanged(Event):
     thread_id: SafeId
     status: MessageStatus
     error: str | None = None
+    error_code: str | None = Field(None, max_length=100)
+    """The error's stable code beside its text (absent in events written before it)."""
 
 
 @register
@@ -83,6 +87,10 @@ class MessageFinalized(Event):
     usage: Usage | None = None
     finish_reason: str | None = None
     error: str | None = None
+    error_code: str | None = Field(None, max_length=100)
+    """The error's stable code (``ThreadlogError.code``: ``rate_limited``,
+    ``invalid_model_output``, ``timeout``...) beside its text, on a failed message
+    (absent in events written before it)."""
     model: str | None = None
     provider: str | None = None
     cost: float | None = None

@@ -32,3 +32,7 @@ class UsageRecorded(Event):
     kind: Literal["completion", "embedding"] = "completion"
     at: datetime | None = None
     provider_metadata: dict[str, Any] = Field(default_factory=dict)
+    estimated: bool = False
+    """True when the provider reported no usage for the call (a stream without a usage
+    chunk): the token counts are litellm's (or threadlog's) count of the text, which can
+    be far from what the provider bills. False in events written before it."""

@@ -4,11 +4,19 @@ Every method returns the reply's result and the stream sequence (``Result.seq``)
 last event it appended, which a query can pass as ``min_seq`` to read its own writes.
 Errors come back as :class:`ThreadlogError` with the reply's code. No handler running
 means an immediate ``unavailable`` error: commands are never silently queued.
+
+A generation's error (``generate_text``, ``generate_object``, a ``stream_text`` result)
+names its failed message in ``details``: ``message_id`` and ``seq`` (the stream sequence
+of the message's ``failed`` finalization), so ``query("query.messages.list",
+thread_id=..., min_seq=err.details["seq"])`` reads it back with its ``error`` and
+``error_code``. Refusals before anything was saved (budget, unknown agent, foreign
+thread, invalid input) carry neither.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -26,10 +34,10 @@ from handlers import subjects
 from handlers.streaming import delta_subject
 
 NO_RESPONDER_RETRIES = (0.005, 0.02, 0.05)
+"""Pauses before re-sending a request that reached no handler (about 75 ms in all)."""
 GENERATION_WAIT_MARGIN_S = 5.0
 """Waited for a generation's reply beyond its deadline (the handler stops it at the
 deadline, then finalizes the message and replies)."""
-"""Pauses before re-sending a request that reached no handler (about 75 ms in all)."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +191,15 @@ class Client:
 
     async def generate_object(self, agent: str, thread_id: str, prompt: str,
                               schema: dict[str, Any], **extra: Any) -> Result:
-        """Like ``generate_text`` with ``output_schema``: ``result.value['object']``."""
+        """Like ``generate_text`` with ``output_schema`` (a JSON schema, e.g. a pydantic
+        model's ``model_json_schema()``): ``result.value['object']`` is valid for it.
+
+        The handler reads the answer's JSON (a Markdown code fence is stripped), checks it
+        against the schema, and on errors makes one repair call showing the model its
+        answer and the errors. Errors: ``invalid_input`` for a schema that is not a valid
+        JSON schema (nothing saved); ``invalid_model_output`` when the repaired answer is
+        still invalid (``details``: ``errors``, ``first_errors``, ``output``,
+        ``message_id``, ``seq``)."""
         return await self.generate_text(agent, thread_id, prompt, output_schema=schema, **extra)
 
     def stream_text(self, agent: str, thread_id: str, prompt: str | None = None, *,
@@ -254,8 +270,6 @@ class TextStream:
         self.result: Result | None = None
 
     async def __aiter__(self) -> AsyncIterator[str]:
-        import asyncio
-
         nc = self._client.nc
         gen_id = self._body["command_id"]
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
@@ -271,12 +285,49 @@ class TextStream:
             subjects.GENERATE, self._body, timeout=self._client.generation_wait(self._body)))
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
+            done = False
             while True:
                 chunk = await queue.get()
                 if chunk is None:
                     break
+                done = done or bool(chunk.get("done"))
                 if chunk.get("text"):
                     yield chunk["text"]
+            if not done and _generation_ran(task):
+                for chunk in await _drain(queue, DELTA_DRAIN_S):
+                    if chunk.get("text"):
+                        yield chunk["text"]
             self.result = await task
         finally:
             await sub.unsubscribe()
+
+
+DELTA_DRAIN_S = 2.0
+"""How long a stream waits, after the reply, for the last text chunks (up to the chunk
+marked ``done``) of a generation that ran. The handler publishes them before it replies,
+but the reply (resolved as soon as it is read) can overtake their subscription's callback."""
+
+
+def _generation_ran(task: asyncio.Future[Result]) -> bool:
+    """Whether the generation's steps ran (so its delta writer ends with a ``done``
+    chunk): a success, or an error naming the failed message."""
+    if task.cancelled():
+        return False
+    exc = task.exception()
+    return exc is None or (isinstance(exc, ThreadlogError) and "message_id" in exc.details)
+
+
+async def _drain(queue: asyncio.Queue[dict[str, Any] | None], wait_s: float
+                 ) -> list[dict[str, Any]]:
+    """The chunks arriving within ``wait_s``, up to and including the ``done`` one."""
+    out: list[dict[str, Any]] = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(wait_s):
+            while True:
+                chunk = await queue.get()
+                if chunk is None:
+                    continue
+                out.append(chunk)
+                if chunk.get("done"):
+                    break
+    return out

@@ -69,7 +69,8 @@ def finalize_orphan(state: ThreadState, cmd: Abort) -> Decision:
     require_pending(state, cmd)
     return Decision([MessageFinalized(
         message_id=cmd.message_id, thread_id=cmd.thread_id, status="failed",
-        error=cmd.reason, finish_reason="aborted")], stopped(cmd, "abort"))
+        error=cmd.reason, error_code="aborted", finish_reason="aborted")],
+        stopped(cmd, "abort"))
 
 
 def replay_orphan(state: ThreadState, cmd: Abort) -> Decision:

@@ -18,10 +18,20 @@ Guarantees
   process died is finished by another (``handlers.agents.durable``).
 - The context is read from the thread state right after the prompt appends, bounded by
   the context options, not the thread.
+- Structured output (``output_schema``, and ``validate_object`` in-process): the final
+  answer's JSON (a Markdown code fence stripped) must satisfy the JSON schema and the
+  validator (``handlers.llm.output_schema``); otherwise one repair call (not streamed,
+  no tools, not counted against ``max_steps``) shows the model its answer and the errors.
+  The saved message's text is the object's JSON.
 
-Failure modes: refusals (budget, unknown agent, foreign thread) append nothing; provider
-errors after retries, ``max_steps`` and aborts finalize the message as ``failed`` and
-raise a :class:`ThreadlogError`.
+Failure modes: refusals (budget, unknown agent, foreign thread, an ``output_schema``
+that is not a valid JSON schema: ``invalid_input``) append nothing; provider errors
+after retries, ``max_steps``, deadlines, aborts and structured output still invalid
+after the repair (``invalid_model_output``, ``details.errors``) finalize the message as
+``failed`` with the error's text and code (``error``, ``error_code``) and raise a
+:class:`ThreadlogError` whose ``details`` name the message (``message_id``) and the
+stream sequence of that finalization (``seq``): a read with ``min_seq=seq`` sees it. A
+re-sent command of a failed generation raises the same code with the same details.
 """
 
 from __future__ import annotations
@@ -29,9 +39,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
-from events import EventStore, ThreadlogError, ToolCallPart, ValidationFailed
+from events import EventStore, MessageFinalized, ThreadlogError, ToolCallPart
 from events.envelope import EventEnvelope
 from handlers.agents.commands import Generate
 from handlers.agents.context import build_context
@@ -41,7 +52,10 @@ from handlers.agents.progress import progress, recorded_result
 from handlers.agents.prompt import PromptMixin
 from handlers.agents.result import GenerationResult, ThreadOptions, abort_key, add_usage, embedded
 from handlers.agents.steps import PersistHook, StepsMixin, ToolRunner
+from handlers.llm.errors import InvalidModelOutput
+from handlers.llm.output_schema import ObjectParseError, OutputSchema, check_output_schema
 from handlers.llm.results import ModelResult
+from handlers.llm.structured_output import repair_messages
 from handlers.llm.tools import resolve_tools
 from handlers.runner import CommandRunner
 from handlers.streaming import DeltaWriter
@@ -102,6 +116,8 @@ class Generator(PromptMixin, StepsMixin):
         queue's worker (the message is held already). With ``storage="none"`` nothing is
         saved to the thread (usage is still recorded) and nothing is durable."""
         agent = self.agents.get(cmd.agent)
+        if cmd.output_schema is not None:
+            check_output_schema(cmd.output_schema)  # invalid_input, before any append
         if self.check_budget is not None and not from_queue:
             await self.check_budget(cmd.user_id, agent.model,
                                     [{"role": "user", "content": cmd.prompt or ""}],
@@ -161,19 +177,32 @@ class Generator(PromptMixin, StepsMixin):
         assert p is not None, "the pending message was just saved"
         if p.finished:
             require_owned(state, cmd.user_id)
-            return await recorded_result(self.store, state, cmd.command_id, p,
-                                         with_object=cmd.output_schema is not None)
+            try:
+                return await recorded_result(self.store, state, cmd.command_id, p,
+                                             with_object=cmd.output_schema is not None)
+            except ThreadlogError as exc:  # a failed generation, answered again
+                if p.final is not None and p.final.error_code:
+                    exc.code = p.final.error_code
+                exc.details = {**exc.details, "message_id": p.message_id,
+                               "seq": state.version}
+                raise
         r = decision.result
         res = GenerationResult(cmd.thread_id, r["prompt_message_id"], p.message_id,
                                r["order"], "", seq=seq, usage_handler=handler,
                                steps=p.model_steps, usage=p.usage, cost=p.cost)
-        if saved and agent.context_options.vector_search and \
-                agent.context_options.search_messages > 0:  # re-sent, unfinished before
-            prompt_vector = await self._embed_prompt(cmd, agent, handler)
-        found = await self._search(cmd, agent, state.version, r["order"], prompt_vector)
-        messages = build_context(state, agent, r["order"], p.step, found)
-        messages = await self._with_canvas_context(cmd, agent, tool_list, messages, handler,
-                                                   prompt_vector)
+        try:
+            if saved and agent.context_options.vector_search and \
+                    agent.context_options.search_messages > 0:  # re-sent, unfinished before
+                prompt_vector = await self._embed_prompt(cmd, agent, handler)
+            found = await self._search(cmd, agent, state.version, r["order"], prompt_vector)
+            messages = build_context(state, agent, r["order"], p.step, found)
+            messages = await self._with_canvas_context(cmd, agent, tool_list, messages,
+                                                       handler, prompt_vector)
+        except BaseException as exc:  # the pending message exists: finalize it as failed
+            if enqueued is not None:
+                with contextlib.suppress(Exception):
+                    await enqueued
+            raise (await self._failed(cmd, res, exc, deadline_hit=False)) from exc
         return await self.run_loop(cmd, agent, res, messages, p.step, on_text=on_text,
                                    tools=tool_list, validate_object=validate_object,
                                    resume=(p.calls, p.content), enqueued=enqueued)
@@ -223,20 +252,8 @@ class Generator(PromptMixin, StepsMixin):
                 await self._loop(cmd, agent, res, messages, step, tool_list, on_text,
                                  writer, abort, validate_object)
         except BaseException as exc:
-            err = exc if isinstance(exc, ThreadlogError) else ThreadlogError(
-                f"generation failed: {type(exc).__name__}: {exc}", code="generation_failed")
-            if isinstance(exc, asyncio.CancelledError):
-                err = ThreadlogError("generation aborted", code="aborted")
-            elif isinstance(exc, TimeoutError) and deadline.expired():
-                err = ThreadlogError(
-                    f"generation stopped at its deadline ({cmd.deadline_s}s)", code="timeout",
-                    details={"deadline_s": cmd.deadline_s})
-            res.status = "failed"
-            for fut in list(self._pending):
-                with contextlib.suppress(Exception):
-                    await fut
-            await self._finalize(cmd, res, [], "failed", error=err.message,
-                                 finish_reason=res.finish_reason or "error")
+            err = await self._failed(cmd, res, exc, deadline_hit=isinstance(
+                exc, TimeoutError) and deadline.expired())
             if writer is not None:
                 await writer.close("failed")
             raise err from exc
@@ -253,7 +270,6 @@ class Generator(PromptMixin, StepsMixin):
                     ) -> None:
         by_name = {t.name: t for t in tools}
         max_steps = cmd.max_steps or agent.max_steps
-        repaired = False
 
         async def sink(text: str) -> None:
             if writer is not None:
@@ -266,31 +282,16 @@ class Generator(PromptMixin, StepsMixin):
             result = await self.call_step(
                 agent, messages, offered, on_text=sink if (writer or on_text) else None,
                 abort=abort, output_schema=cmd.output_schema)
-            res.steps += 1
-            usage_recorded = asyncio.ensure_future(
-                self._record_usage(cmd, agent, result, res.usage_handler))
-            self._pending.add(usage_recorded)
-            usage_recorded.add_done_callback(self._pending.discard)
+            usage_recorded = self._account(cmd, agent, res, result)
             await asyncio.sleep(0)  # its append goes out before this step's: stored first
-            res.usage = add_usage(res.usage, result.usage)
-            res.cost += result.cost
             res.finish_reason = result.finish_reason
             if result.aborted:
                 raise ThreadlogError("generation aborted", code="aborted")
             if not result.tool_calls:
-                res.text = result.text
                 if cmd.output_schema is not None:
-                    try:
-                        res.object = self._parse_object(result.text, validate_object)
-                    except ValidationFailed as exc:
-                        if repaired:
-                            raise
-                        repaired = True
-                        messages = [*messages, {"role": "assistant", "content": result.text},
-                                    {"role": "user", "content":
-                                     f"That output was invalid: {exc.message}. Reply with "
-                                     "only a JSON object matching the schema."}]
-                        continue
+                    result, res.object = await self._final_object(
+                        cmd, agent, res, messages, result, abort, validate_object)
+                res.text = result.text
                 vector = (await self._embed(cmd, agent, res.message_id or "", result.text,
                                             res.usage_handler) if res.persist else None)
                 res.seq = await self._finalize(
@@ -305,3 +306,87 @@ class Generator(PromptMixin, StepsMixin):
                 return
         raise ThreadlogError(f"no final answer within {max_steps} steps",
                              code="max_steps_reached", details={"max_steps": max_steps})
+
+    def _account(self, cmd: Generate, agent: Agent, res: GenerationResult,
+                 result: ModelResult) -> asyncio.Future[None]:
+        """Count a model call in the generation's totals and record its usage (in the
+        background: the returned future; ``run_loop`` awaits it on failure too)."""
+        res.steps += 1
+        res.usage = add_usage(res.usage, result.usage)
+        res.cost += result.cost
+        fut = asyncio.ensure_future(self._record_usage(cmd, agent, result, res.usage_handler))
+        self._pending.add(fut)
+        fut.add_done_callback(self._pending.discard)
+        return fut
+
+    async def _final_object(self, cmd: Generate, agent: Agent, res: GenerationResult,
+                            messages: list[dict[str, Any]], result: ModelResult,
+                            abort: asyncio.Event, validate_object: Callable[[Any], Any] | None
+                            ) -> tuple[ModelResult, Any]:
+        """The object of a final answer (``output_schema``): the answer's JSON (a code fence
+        stripped) checked against the schema and ``validate_object``; else one repair call
+        (not streamed, no tools) shown the answer and its errors; else
+        ``InvalidModelOutput`` with the errors. Returns the answer whose text is the
+        object's JSON (the saved message's text) and the object."""
+        shape = OutputSchema(cmd.output_schema or {}, validate_object)
+        try:
+            parsed = shape.parse(result.text)
+            return replace(result, text=parsed.body, tool_calls=()), parsed.value
+        except ObjectParseError as exc:
+            first = exc
+        again = await self.call_step(agent, repair_messages(messages, result.text, first), [],
+                                     on_text=None, abort=abort,
+                                     output_schema=cmd.output_schema)
+        recorded = self._account(cmd, agent, res, again)
+        res.finish_reason = again.finish_reason
+        try:
+            if again.aborted:
+                raise ThreadlogError("generation aborted", code="aborted")
+            parsed = shape.parse(again.text)
+        except ObjectParseError as exc:
+            raise InvalidModelOutput(
+                f"model output did not match {shape.name} after one repair attempt: {exc}",
+                details={"errors": exc.errors, "output": again.text[:2000],
+                         "first_errors": first.errors, "schema": shape.name},
+                results=(result, again)) from None
+        finally:
+            await recorded
+        return replace(again, text=parsed.body, tool_calls=()), parsed.value
+
+    async def _failed(self, cmd: Generate, res: GenerationResult, exc: BaseException, *,
+                      deadline_hit: bool) -> ThreadlogError:
+        """The error a generation stopped by ``exc`` answers, after its pending message is
+        finalized as ``failed`` with the error's text and code; its ``details`` name the
+        message and the finalization's stream sequence (``message_id``, ``seq``).
+
+        A ``ThreadlogError`` keeps its code; a cancellation is ``aborted``; the deadline
+        (``deadline_hit``) is ``timeout``; anything else ``generation_failed``. Usage
+        appends still in flight are awaited first (their failures are ignored here)."""
+        err = exc if isinstance(exc, ThreadlogError) else ThreadlogError(
+            f"generation failed: {type(exc).__name__}: {exc}", code="generation_failed")
+        if isinstance(exc, asyncio.CancelledError):
+            err = ThreadlogError("generation aborted", code="aborted")
+        elif deadline_hit:
+            err = ThreadlogError(
+                f"generation stopped at its deadline ({cmd.deadline_s}s)", code="timeout",
+                details={"deadline_s": cmd.deadline_s})
+        res.status = "failed"
+        for fut in list(self._pending):
+            with contextlib.suppress(Exception):
+                await fut
+        seq = await self._finalize_failed(cmd, res, err)
+        err.details = {**err.details, "message_id": res.message_id, "seq": seq}
+        return err
+
+    async def _finalize_failed(self, cmd: Generate, res: GenerationResult,
+                               err: ThreadlogError) -> int:
+        """Finalize the pending message as ``failed`` with the error's text and code and
+        the generation's totals; the stream sequence of the append (the thread's version
+        when nothing is saved, or the message was finalized elsewhere)."""
+        ev = MessageFinalized(
+            message_id=res.message_id or "", thread_id=cmd.thread_id, status="failed",
+            content=[], finish_reason=res.finish_reason or "error", error=err.message,
+            error_code=err.code,
+            generation={"steps": res.steps, "usage": res.usage.model_dump(), "cost": res.cost})
+        _, seq = await self._append(cmd, "final", [ev], res.persist)
+        return int(seq)

@@ -142,10 +142,13 @@ class ContextMixin:
 
     async def _record_usage(self, cmd: Generate, agent: Agent, result: ModelResult,
                             handler: UsageHandler | None) -> None:
+        """The call's ``usage_recorded``, marked ``estimated`` when the provider reported
+        no usage (``ModelResult.usage_estimated``)."""
         ev = UsageRecorded(call_id=result.call_id, user_id=cmd.user_id, thread_id=cmd.thread_id,
                            agent_name=agent.name, model=result.model, provider=result.provider,
                            usage=result.usage, cost=result.cost,
-                           provider_metadata=result.provider_metadata)
+                           provider_metadata=result.provider_metadata,
+                           estimated=result.usage_estimated)
         await self._record_usage_event(cmd, agent, ev, handler)
 
     async def _record_usage_event(self, cmd: Generate, agent: Agent, ev: UsageRecorded,

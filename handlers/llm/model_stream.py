@@ -2,8 +2,12 @@
 
 Iterating a ``ModelStream`` yields ``TextDelta`` and ``ToolCallDelta`` items as the provider
 sends them, then, last, the ``ModelResult`` (also kept in ``stream.result``). litellm is
-asked for ``stream_options={"include_usage": True}``; when a provider sends no usage, it is
-estimated with ``litellm.token_counter``.
+asked for ``stream_options={"include_usage": True}``; when a provider sends no usage,
+litellm's closing usage chunk holds its own ``token_counter`` estimate (and a stream cut
+short has none: it is estimated here). Either way the result says so:
+``ModelResult.usage_estimated`` is true unless a chunk from the provider carried usage
+(read from litellm's stream wrapper, which keeps the provider's chunks; a wrapper without
+them counts as reported when it gave usage).
 
 Guarantees and failure modes:
 
@@ -75,6 +79,8 @@ class _StreamState:
     response_model: str | None = None
     emitted: bool = False
     chunks: list[Any] = field(default_factory=list)
+    source: Any = None
+    """litellm's stream wrapper (its ``chunks`` tell whether the provider sent usage)."""
 
 
 class ModelStream:
@@ -148,6 +154,7 @@ class ModelStream:
         request["stream"] = True
         request["stream_options"] = {"include_usage": True}
         stream = await self._bounded(litellm.acompletion(**request))
+        state.source = stream
         iterator = stream.__aiter__()
         try:
             while True:
@@ -229,8 +236,9 @@ class ModelStream:
         calls = tuple(parse_tool_call(p.id or f"call_{i}", p.name, p.args)
                       for i, p in sorted(state.calls.items()))
         usage = usage_from_litellm(state.usage) if state.usage is not None else None
+        estimated = usage is None or not _provider_reported_usage(state.source)
         if usage is None or usage.total_tokens == 0:
-            usage = self._estimate_usage(attempt.model, text, calls)
+            usage, estimated = self._estimate_usage(attempt.model, text, calls), True
         reason = finish_reason or state.finish_reason or ("tool_calls" if calls else "stop")
         return ModelResult(call_id=self.call_id, model=attempt.model,
                            provider=attempt.provider, text=text, tool_calls=calls,
@@ -238,7 +246,8 @@ class ModelStream:
                            cost=cost_of(attempt.model, usage, prices=self._prices),
                            attempts=attempt.number, response_id=state.response_id,
                            provider_metadata={"response_model": state.response_model,
-                                              "streamed": True})
+                                              "streamed": True},
+                           usage_estimated=estimated)
 
     def _estimate_usage(self, model: str, text: str, calls: tuple[Any, ...]) -> Usage:
         """Usage for a stream that reported none (aborted, or a provider without it)."""
@@ -257,6 +266,16 @@ class ModelStream:
                 completion = count_tokens(completion_text)
         return Usage(prompt_tokens=prompt, completion_tokens=completion,
                      total_tokens=prompt + completion)
+
+
+def _provider_reported_usage(source: Any) -> bool:
+    """Whether a chunk litellm received from the provider carried usage. litellm keeps
+    them in its stream wrapper's ``chunks``; its own closing usage chunk is not among
+    them. A wrapper without ``chunks`` (another litellm) counts as reported."""
+    chunks = getattr(source, "chunks", None)
+    if not isinstance(chunks, list):
+        return True
+    return any(getattr(c, "usage", None) is not None for c in chunks)
 
 
 def _built_response(litellm: Any, state: _StreamState,

@@ -48,6 +48,8 @@ class ModelResult:
     under it is recorded once. ``model`` is the model that answered (a fallback, perhaps).
     ``finish_reason`` is the provider's (``stop``, ``tool_calls``, ``length``...) or
     ``aborted`` for a stream stopped by its caller; then ``usage`` counts what was streamed.
+    ``usage_estimated`` is true when the provider reported no usage (a stream without a
+    usage chunk, or one cut short): ``usage`` is then a count of the text, not the bill.
     """
 
     call_id: str
@@ -61,6 +63,7 @@ class ModelResult:
     attempts: int = 1
     response_id: str | None = None
     provider_metadata: dict[str, Any] = field(default_factory=dict)
+    usage_estimated: bool = False
 
     @property
     def aborted(self) -> bool:

@@ -12,20 +12,20 @@ the ``ModelResult`` of both calls (``.results``) so their usage can still be rec
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from events.errors import pydantic_error_details
 from handlers.llm.errors import InvalidModelOutput
+from handlers.llm.output_schema import ObjectParseError, OutputSchema
 from handlers.llm.results import ModelResult
 
 T = TypeVar("T", bound=BaseModel)
 
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+__all__ = ["ModelCaller", "ObjectParseError", "ObjectResult", "generate_object",
+           "parse_object", "partial_object", "repair_messages", "response_format_for"]
 
 
 def response_format_for(schema: type[BaseModel]) -> dict[str, Any]:
@@ -35,37 +35,20 @@ def response_format_for(schema: type[BaseModel]) -> dict[str, Any]:
                             "strict": False}}
 
 
-class ObjectParseError(ValueError):
-    """Model output that is not valid for the schema; ``errors`` is JSON-safe."""
-
-    def __init__(self, message: str, errors: list[dict[str, Any]]) -> None:
-        super().__init__(message)
-        self.errors = errors
-
-
 def parse_object(schema: type[T], text: str) -> T:
-    """Parse ``text`` (JSON, optionally in a Markdown code fence) into ``schema``.
+    """Parse ``text`` (JSON, or JSON in a Markdown code fence) into ``schema``, checked
+    against the model's JSON schema and then by pydantic (``handlers.llm.output_schema``).
 
     Raises ``ObjectParseError`` with the JSON or validation errors."""
-    fenced = _FENCE.match(text)
-    body = fenced.group(1) if fenced else text.strip()
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise ObjectParseError(f"output is not valid JSON: {exc}",
-                               [{"loc": [], "msg": f"invalid JSON: {exc}",
-                                 "type": "json_invalid"}]) from exc
-    try:
-        return schema.model_validate(data)
-    except ValidationError as exc:
-        errors = pydantic_error_details(exc)["errors"]
-        raise ObjectParseError(f"output does not match {schema.__name__}", errors) from exc
+    parsed = OutputSchema(schema.model_json_schema(), schema.model_validate).parse(text)
+    return cast(T, parsed.value)
 
 
 def repair_messages(messages: Sequence[Mapping[str, Any]], output: str,
                     error: ObjectParseError) -> list[dict[str, Any]]:
     """The repair call's messages: the original ones, the bad output, and the errors."""
-    listed = "\n".join(f"- {'.'.join(e['loc']) or '(root)'}: {e['msg']}" for e in error.errors)
+    listed = "\n".join(f"- {'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}"
+                       for e in error.errors)
     return [*(dict(m) for m in messages),
             {"role": "assistant", "content": output},
             {"role": "user", "content": "Your previous answer was not valid for the required "

@@ -2,7 +2,9 @@
 
 ``text`` is the concatenated text parts; ``content`` the parts as JSON; ``is_tool`` is true
 for ``tool`` messages and for messages holding tool calls or results. Token columns come
-from the message's ``usage`` (NULL when none). ``message_status_changed`` and
+from the message's ``usage`` (NULL when none). ``error_code`` is the stable code of a
+failed message's ``error`` (``rate_limited``, ``invalid_model_output``...; NULL for
+events written before codes were stored). ``message_status_changed`` and
 ``message_finalized`` set the fields they carry (``null`` and an empty ``content`` mean
 unchanged) on a message saved earlier (in this batch or before); for an unknown message
 they are a no-op. Deleting a thread removes its messages. Saving a message id again in
@@ -37,6 +39,7 @@ MESSAGES = Table(
         **{k: "BIGINT" for k in TOKEN_KINDS},
         "finish_reason": "VARCHAR", "error": "VARCHAR", "prompt_message_id": "VARCHAR",
         "created_at": "TIMESTAMPTZ", "updated_at": "TIMESTAMPTZ", "seq": "BIGINT",
+        "error_code": "VARCHAR",
     },
     key=("thread_id", "message_id"),
     indexes=(("thread_id",),),
@@ -49,6 +52,7 @@ F = Fields(
     prompt_message_id="$.data.prompt_message_id", at="$.occurred_at",
     content="$.data.content",
     **{k: f"$.data.usage.{k}" for k in TOKEN_KINDS},
+    error_code="$.data.error_code",
 )
 """One parse of the payload gives every field; ``content`` is the parts' JSON text (for an
 array, ``json_extract_string`` returns its JSON)."""
@@ -72,7 +76,7 @@ _SAVED = ", ".join(f"{expr} AS \"{col}\"" for expr, col in zip([
     f"coalesce({F['status']}, 'success')", TEXT, f"coalesce({F['content']}, '[]')",
     f"{F['role']} = 'tool' OR {HAS_TOOL_PARTS}", F["agent_name"], F["model"], F["provider"],
     *(F.cast(k, "BIGINT") for k in TOKEN_KINDS), F["finish_reason"], F["error"],
-    F["prompt_message_id"], _AT, _AT, "seq",
+    F["prompt_message_id"], _AT, _AT, "seq", F["error_code"],
 ], MESSAGES.columns, strict=True))
 
 
@@ -85,14 +89,15 @@ _HAS_CONTENT = "type = 'message_finalized' AND len(parts) > 0"
 _PATCH = ", ".join([
     f"{F['thread_id']} AS thread_id", f"{F['message_id']} AS message_id",
     f"arg_max({F['status']}, seq) AS status",
-    _latest("error"), _latest("text", TEXT, _HAS_CONTENT),
+    _latest("error"), _latest("error_code"), _latest("text", TEXT, _HAS_CONTENT),
     _latest("content", F["content"], _HAS_CONTENT),
     _latest("is_tool", HAS_TOOL_PARTS, _HAS_CONTENT),
     _latest("model"), _latest("provider"), _latest("finish_reason"),
     *(_latest(k, F.cast(k, "BIGINT")) for k in TOKEN_KINDS),
     f"arg_max({_AT}, seq) AS updated_at", "max(seq) AS last_seq",
 ])
-_PATCHED = ("error", "text", "content", "model", "provider", "finish_reason", *TOKEN_KINDS)
+_PATCHED = ("error", "error_code", "text", "content", "model", "provider", "finish_reason",
+            *TOKEN_KINDS)
 """Columns a status change or finalization sets when it carries them (else unchanged)."""
 _PATCHES = "_message_patches"
 """A temporary table of the batch's patches, one row per message (thread and id; dropped
@@ -118,8 +123,9 @@ def _patched(row: str) -> dict[str, str]:
 
 class MessagesView(SqlView):
     name: ClassVar[str] = "messages"
-    version: ClassVar[int] = 2
-    """2: keyed by (thread_id, message_id), no longer by message_id alone."""
+    version: ClassVar[int] = 3
+    """2: keyed by (thread_id, message_id), no longer by message_id alone. 3: the
+    ``error_code`` column (a failed message's code beside its ``error`` text)."""
     lane: ClassVar[int] = 1
     tables: ClassVar[tuple[Table, ...]] = (MESSAGES,)
     handles: ClassVar[frozenset[str]] = frozenset(

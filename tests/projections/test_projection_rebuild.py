@@ -17,7 +17,7 @@ from .factories import create_thread, save_message
 
 
 class UsageViewV2(UsageView):
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = UsageView.version + 1
 
 
 async def _run(nc: NATS, url: str, db: Path, stream: str, views: list) -> Projector:
@@ -58,7 +58,7 @@ async def test_bumping_a_view_version_rebuilds_only_that_view(
     assert p.checkpoint == seq
     assert cur.execute("SELECT * FROM usage ORDER BY ALL").fetchall() == usage_v1
     assert dict(cur.execute("SELECT view, version FROM _projection_views").fetchall())[
-        "usage"] == 2
+        "usage"] == UsageView.version + 1
     assert cur.execute("SELECT count(*) FROM messages").fetchone() == (len(messages_before) + 1,)
     await p.close()
 
