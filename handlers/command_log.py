@@ -16,6 +16,18 @@ stream ``KV_<bucket>`` itself, KV-compatible but deletable, and recreates a buck
 with ``deny_delete`` (its entries are only a cache: a re-sent command is answered from
 its idempotent events). A reply is written once (``create``): an overwrite would make
 the server drop the old revision without erasing it.
+
+A stored ``ok`` reply is only returned while its events are in the stream: an OS crash
+before the server's fsync can lose the stream's tail while the bucket keeps the reply
+(or the reverse), and re-sending such a command must not answer ``ok`` with nothing
+behind it. So :meth:`CommandLog.lookup` reads the event at the reply's ``seq`` (one
+message get, for re-sent commands only): it must exist and either carry this command's
+``Nats-Msg-Id`` (:func:`events.store.command_id_of`) or - a command that appended nothing
+answers with the aggregate's position, another command's event - have been stored
+before the reply was recorded (an event stored after it reuses a lost sequence). If not,
+the stale reply is deleted (logged) and the command is decided again. The events stream
+is the bucket's name without ``_commands`` (``<stream>_commands``, as the runtime names
+it) unless given; with no such stream the check is skipped.
 """
 
 from __future__ import annotations
@@ -27,21 +39,26 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, StorageType, StreamConfig
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.api import DiscardPolicy, RawStreamMsg, StorageType, StreamConfig
+from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from events import EventStore, ThreadlogError
 from events.replies import Reply
-from events.store import EventRef
+from events.store import EventRef, command_id_of
 from handlers.commands import Command
 
 log = logging.getLogger(__name__)
 _KEY_TOKEN = re.compile(r"^[A-Za-z0-9_\-=]+$")
 """A key part we may look up (no subject syntax: ``.``, ``*``, ``>``, spaces)."""
+_STREAM_NOT_FOUND = 10059
+_KV_OPERATION = "KV-Operation"
+_MSG_ID = "Nats-Msg-Id"
+_BUCKET_SUFFIX = "_commands"
 
 
 def command_hash(cmd: Command) -> str:
@@ -60,10 +77,18 @@ def bucket_stream_config(bucket: str, ttl_s: float, replicas: int = 1) -> Stream
 
 
 class CommandLog:
-    def __init__(self, kv: KeyValue, bucket: str | None = None) -> None:
+    def __init__(self, kv: KeyValue, bucket: str | None = None, *,
+                 events_stream: str | None = None) -> None:
         self.kv = kv
         self.bucket: str = bucket or kv._name
+        self.events_stream = events_stream
+        """The stream a stored reply's ``seq`` refers to (checked by :meth:`lookup`);
+        None: not checked."""
+        self._js: JetStreamContext = kv._js
         self._writes: set[asyncio.Task[None]] = set()
+        self.stale_dropped = 0
+        """Stored replies found without their events and dropped (see the module
+        docstring)."""
 
     @property
     def stream(self) -> str:
@@ -72,11 +97,15 @@ class CommandLog:
 
     @classmethod
     async def open(cls, js: JetStreamContext, bucket: str, ttl_s: float,
-                   replicas: int = 1) -> CommandLog:
+                   replicas: int = 1, *, events_stream: str | None = None) -> CommandLog:
         """Open the bucket, creating its backing stream (deletable) if missing. A bucket
         found with ``deny_delete`` (created by ``js.create_key_value``) cannot be erased:
         it is deleted (its files go with it) and recreated; its replies are lost, which
-        only makes re-sent commands be answered from their events."""
+        only makes re-sent commands be answered from their events. ``events_stream``
+        (default: ``bucket`` without its ``_commands`` suffix) is where a stored reply's
+        events must be for it to be returned."""
+        if events_stream is None and bucket.endswith(_BUCKET_SUFFIX):
+            events_stream = bucket[:-len(_BUCKET_SUFFIX)] or None
         cfg = bucket_stream_config(bucket, ttl_s, replicas)
         assert cfg.name is not None
         try:
@@ -91,26 +120,62 @@ class CommandLog:
             info = None
         if info is None:
             await js.add_stream(cfg)  # idempotent when another process created it alike
-        return cls(await js.key_value(bucket), bucket)
+        return cls(await js.key_value(bucket), bucket, events_stream=events_stream)
 
     @staticmethod
     def key(cmd: Command) -> str:
         return f"{cmd.user_id}.{cmd.command_id}"
 
     async def lookup(self, cmd: Command) -> Reply | None:
-        """The stored reply of this command, or None. Raises on id reuse with another body."""
+        """The stored reply of this command, or None (none stored, or a stored ``ok``
+        reply whose events are not in the stream: dropped, see the module docstring).
+        Raises on id reuse with another body."""
+        subject = f"$KV.{self.bucket}.{self.key(cmd)}"
         try:
-            entry = await self.kv.get(self.key(cmd))
-        except KeyNotFoundError:
+            entry = await self._js.get_msg(self.stream, subject=subject,
+                                           direct=bool(self.kv._direct))
+        except NotFoundError:
             return None
-        if not entry.value:
+        if entry.subject != subject or not entry.data or (
+                (entry.headers or {}).get(_KV_OPERATION) in ("DEL", "PURGE")):
             return None
-        stored: dict[str, Any] = json.loads(entry.value)
+        stored: dict[str, Any] = json.loads(entry.data)
         if stored.get("hash") != command_hash(cmd):
             raise ThreadlogError(
                 f"command id {cmd.command_id!r} was already used for a different command",
                 code="command_id_reused", details={"command_id": cmd.command_id})
-        return Reply.model_validate(stored["reply"])
+        reply = Reply.model_validate(stored["reply"])
+        missing = await self._events_missing(cmd, reply, entry.time)
+        if missing is None:
+            return reply
+        log.warning("command %s of user %s: its recorded reply is stale (%s); dropping it "
+                    "and deciding the command again", cmd.command_id, cmd.user_id, missing)
+        self.stale_dropped += 1
+        if entry.seq is not None:
+            with contextlib.suppress(NotFoundError):
+                await self._js.delete_msg(self.stream, entry.seq)
+        return None
+
+    async def _events_missing(self, cmd: Command, reply: Reply,
+                              recorded_at: datetime | None) -> str | None:
+        """Why ``reply``'s events are not in the stream, or None when they are (or
+        cannot be checked: no events stream, a failure reply, no ``seq``)."""
+        stream, seq = self.events_stream, reply.seq
+        if stream is None or not reply.ok or seq is None or seq <= 0:
+            return None
+        try:
+            msg: RawStreamMsg = await self._js.get_msg(stream, seq)
+        except NotFoundError as exc:
+            if getattr(exc, "err_code", None) == _STREAM_NOT_FOUND:
+                return None
+            return f"stream {stream} has no event at sequence {seq}"
+        msg_id = (msg.headers or {}).get(_MSG_ID)
+        if msg_id is not None and command_id_of(msg_id) == cmd.command_id:
+            return None
+        if recorded_at is None or msg.time is None or msg.time <= recorded_at:
+            return None  # a reply that appended nothing names an earlier event
+        return (f"the event at sequence {seq} of {stream} ({msg_id}) was stored after the "
+                "reply: the sequence was reused after the stream lost its tail")
 
     def record_soon(self, cmd: Command, reply: Reply) -> None:
         """Record in the background (the reply need not wait for it). If the write is lost,

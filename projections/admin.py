@@ -9,6 +9,7 @@ it). So each task either runs in the projector's process, over NATS (``query.sta
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,10 @@ from nats.aio.client import Client as NATS
 
 from events.connection import NatsEndpoint
 from events.errors import ThreadlogError
-from projections import state
+from projections import recovery, state
 from projections.erasure import PENDING_KEY
 from projections.export import export_parquet
+from projections.health import error_text
 from projections.projector import (
     Progress,
     Projector,
@@ -30,6 +32,8 @@ from projections.projector import (
 )
 from projections.queries.sql import SqlLimits, run_sql
 from projections.views import VIEWS, view_by_name
+
+log = logging.getLogger(__name__)
 
 
 class ProjectorRunning(ThreadlogError):
@@ -74,8 +78,17 @@ async def rebuild(nc: NATS, nats_url: str | NatsEndpoint, db_path: Path, stream:
                   ) -> dict[str, Any]:
     """Reset ``views`` (all when None) and replay the log into them, up to the stream's
     end as of the call. The other views only skip. Needs the file (no running projector).
+    A damaged file (not a DuckDB database) is moved aside (``<name>.damaged-<timestamp>``,
+    logged) and the views built anew.
     """
-    open_offline(db_path, read_only=False).close()  # ProjectorRunning before any work
+    try:
+        open_offline(db_path, read_only=False).close()  # ProjectorRunning before any work
+    except duckdb.Error as exc:
+        if not recovery.is_damaged(exc):
+            raise
+        moved = recovery.move_aside(db_path)
+        log.warning("projections file %s is damaged (%s): moved aside to %s", db_path,
+                    error_text(exc), moved)
     reset = check_views(views) if views else ["*"]
     projector = Projector(ProjectorConfig(db_path=db_path, stream=stream, reset=reset), nc,
                           nats_url)

@@ -32,6 +32,7 @@ import contextlib
 import json
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -108,7 +109,8 @@ class OrderedFeed:
 
     def __init__(self, url: str | NatsEndpoint, nc: NATS, stream: str, *,
                  subject: str = "events.>",
-                 heartbeat_s: float = 2.0, high_water: int = 20_000) -> None:
+                 heartbeat_s: float = 2.0, high_water: int = 20_000,
+                 before_reset: Callable[[], Awaitable[None]] | None = None) -> None:
         self.endpoint = url if isinstance(url, NatsEndpoint) else NatsEndpoint.of(url)
         self.url = self.endpoint.url
         self.nc = nc
@@ -117,6 +119,11 @@ class OrderedFeed:
         self.subject = subject
         self.heartbeat_s = heartbeat_s
         self.high_water = high_water
+        self.before_reset = before_reset
+        """Awaited before the consumer is recreated (a gap, a deleted consumer, missed
+        heartbeats: the stream may have been recreated or lost its tail); what it raises
+        propagates from :meth:`take` (the projector checks the stream against its
+        checkpoint here)."""
         self.pending = -1
         """Events left in the stream after the last one received (-1: unknown yet)."""
         self.resets = 0
@@ -348,6 +355,8 @@ class OrderedFeed:
         await self._delete_consumer()
         if self._error is not None:
             raise Unavailable(f"projector feed lost its connection: {self._error!r}")
+        if self.before_reset is not None:
+            await self.before_reset()
         await self._subscribe_and_create()
 
 

@@ -39,13 +39,32 @@ Guarantees
   ``erasure_pending_seq``/``erased_seq``; :meth:`Projector.wait_erased` waits for it.
   Queries (:meth:`Projector.reading`) wait during the swap (~25 ms per MB of file).
 
+- Never silent (issue 12; :meth:`health`, ``status()["projector"]``): the stream is checked
+  against the checkpoint at every feed start, consumer reset and every
+  ``stream_check_s`` (:mod:`projections.recovery`): a lost tail, a recreated
+  stream or events removed before being projected reset every view (one WARNING line
+  saying what was found; state ``rebuilding``) and the log is replayed, instead of new
+  events being skipped. Reads waiting for ``min_seq`` wait for the rebuild.
+
 Failure modes
 - A lost NATS connection: the feed is restarted from the checkpoint after a short backoff
   (``run`` keeps going until :meth:`stop`).
 - A payload missing a view's key fields yields no row (it decodes, so it is not poison).
-- An error that is not about an event's data (I/O, memory, a SQL bug) stops ``run`` with
-  the exception (fail loudly), as does a batch that fails while no single event fails
-  alone.
+- A write or I/O error (disk full, a read-only or vanished file, a database DuckDB
+  invalidated after a failed write: ``recovery.IO_ERRORS``) is logged at once (ERROR, the
+  original error), shown by :meth:`health` (``retrying``, ``last_error``, ``since``), and
+  retried on a reopened file with backoff (``retry_min_s`` doubling to ``retry_max_s``);
+  nothing of the failed batch is committed, and the first batch that commits logs
+  "resumed" and returns to ``running``. A commit's failure is noticed at once, not at
+  the next event.
+- A damaged file (not a DuckDB database, corrupt) is moved aside
+  (``<name>.damaged-<timestamp>``, ERROR line) and rebuilt from the log. A file that
+  cannot be opened (read-only, permissions, another process's lock) leaves the projector
+  ``unavailable`` (:meth:`try_open` and ``run`` do not raise; reads raise
+  :class:`Unavailable` with the reason) and it is retried with backoff.
+- Any other error that is not about an event's data (memory, a SQL bug) stops ``run``
+  with the exception (fail loudly), as does a batch that fails while no single event
+  fails alone.
 - A key conflict (the same message id saved twice in different batches) re-applies the
   batch with ``INSERT OR REPLACE``: the later save wins.
 - A failed compaction is logged and retried every 30 s; the old file stays intact (the
@@ -64,23 +83,27 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
 
 from events.connection import NatsEndpoint
 from events.errors import Timeout, Unavailable
-from projections import erasure, state
+from projections import erasure, recovery, state
 from projections.batch import Batch
 from projections.feed import Item, OrderedFeed
+from projections.health import ProjectorHealth, State, error_text, without_paths
 from projections.prepare import (  # noqa: F401  (re-exported for tests)
     EVENTS,
     Prepared,
     _without_content_of_deleted_threads,
     prepare,
 )
+from projections.recovery import IO_ERRORS, AppliedMark, StreamChanged
 from projections.screen import Rejection
 from projections.view import SqlView, View, ViewBatch
 from projections.views import VIEWS
@@ -155,6 +178,14 @@ class ProjectorConfig:
     reader_drain_s: float = 30.0
     """How long a compaction waits for running queries to finish (new ones wait for it);
     after that it is put off to the next batch."""
+    stream_check_s: float = 5.0
+    """The stream is checked against the checkpoint this often, idle or busy (one
+    stream info and one message get: :func:`projections.recovery.check_stream`), and at
+    every feed start and consumer reset."""
+    retry_min_s: float = 0.1
+    retry_max_s: float = 10.0
+    """Backoff bounds of the retries after a write/I/O error or a file that cannot be
+    opened (doubling from ``retry_min_s``)."""
 
 
 class Projector:
@@ -172,7 +203,7 @@ class Projector:
         """Each view's checkpoint as stored in the database (``_floors`` may be ahead
         for views with nothing to write, see ``_idle``)."""
         self._checkpoint = 0
-        self._cond: asyncio.Condition | None = None
+        self._cond = asyncio.Condition()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="projector-writer")
         self._lanes: list[tuple[ThreadPoolExecutor, duckdb.DuckDBPyConnection]] = []
         self._feed: OrderedFeed | None = None
@@ -194,6 +225,17 @@ class Projector:
         self._erased_seq = 0
         self.progress: Progress | None = None
         self.applied = 0
+        self._state: State = "starting"
+        self._since: datetime | None = datetime.now(UTC)
+        self._last_error: str | None = None
+        self._stream_last_seq: int | None = None
+        self._stream_id: str | None = None
+        self._mark: AppliedMark | None = None
+        self._last_check = 0.0
+        self._retry_s = config.retry_min_s
+        self._unopenable = False
+        """The last :meth:`open` failed to open the file at all (``unavailable``), not
+        later, writing to it (``retrying``)."""
 
     # ----------------------------------------------------------------- state
     @property
@@ -201,13 +243,45 @@ class Projector:
         """Last stream sequence applied to every view (committed)."""
         return self._checkpoint
 
+    def health(self) -> ProjectorHealth:
+        """State, checkpoint, lag and the last error (:mod:`projections.health`); cheap
+        (no I/O): ``stream_last_seq`` is the last one seen by the feed or a check."""
+        last = self._stream_last_seq
+        if last is not None and last < self._checkpoint and self._state != "rebuilding":
+            last = None  # stale: seen before a rebuild reset the checkpoint
+        return ProjectorHealth(
+            state=self._state, checkpoint=self._checkpoint, stream_last_seq=last,
+            lag=None if last is None else max(0, last - self._checkpoint),
+            last_error=self._last_error, since=self._since)
+
+    def _set_state(self, new: State, error: str | None = None) -> None:
+        """Enter ``new`` (``since`` moves only when the state changes); ``error`` is
+        kept as ``last_error`` (cleared when entering ``running``)."""
+        if new != self._state:
+            self._state = new
+            self._since = datetime.now(UTC)
+        if error is not None:
+            self._last_error = error
+        elif new == "running":
+            self._last_error = None
+
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new cursor for one reader (one per request or thread). A compaction
         (:mod:`projections.erasure`) reopens the file: prefer :meth:`reading`, which it
         waits for; a bare cursor held across one fails afterwards."""
         if self.con is None:
-            raise Unavailable("projector is not open")
+            raise self._unavailable()
         return self.con.cursor()
+
+    def _unavailable(self) -> Unavailable:
+        """What a read gets while the file is not open: the state and the reason (file
+        paths cut: users see it)."""
+        h = self.health()
+        reason = without_paths(h.last_error or "the projections file is not open")
+        return Unavailable(f"projections are unavailable ({h.state}): {reason}",
+                           details={"state": h.state, "reason": reason,
+                                    "since": None if h.since is None else h.since.isoformat(),
+                                    "checkpoint": h.checkpoint})
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -228,24 +302,107 @@ class Projector:
                 self._gate.notify_all()
 
     async def open(self) -> None:
-        """Open the file and bring the views to their registered versions."""
+        """Open the file and bring the views to their registered versions.
+
+        A file DuckDB rejects as damaged is moved aside (``<name>.damaged-<timestamp>``,
+        logged) and the views rebuilt from the log into a new one. A stream that no
+        longer matches the checkpoint (:mod:`projections.recovery`) resets every view
+        (logged). Any other failure to open (read-only, permissions, a lock) raises;
+        :meth:`run` then reports ``unavailable`` and retries."""
         if self.con is not None:
             return
-        self._cond = asyncio.Condition()
-        stream_id = await self._stream_id()
-        if self.config.gil_switch_interval_s is not None:
+        facts = await recovery.stream_facts(self.nc, self.config.stream)
+        self._stream_last_seq = facts.last_seq
+        stream_id = facts.identity
+        if self.config.gil_switch_interval_s is not None and self._switch_interval is None:
             self._switch_interval = sys.getswitchinterval()
             sys.setswitchinterval(self.config.gil_switch_interval_s)
-        erasure.remove_scratch(Path(self.config.db_path))
-        self._connect()
+        path = Path(self.config.db_path)
+        self._unopenable = True  # until connected: a failure means the file cannot be opened
+        erasure.remove_scratch(path)
+        try:
+            self._connect()
+        except duckdb.Error as exc:
+            if not recovery.is_damaged(exc):
+                raise
+            moved = recovery.move_aside(path)
+            log.error("projections file %s is damaged (%s): moved aside to %s; rebuilding "
+                      "every view from the log", path, error_text(exc), moved)
+            self._connect()
+        self._unopenable = False
         assert self.con is not None
-        reset = [v.name for v in self.views] if "*" in self.config.reset else self.config.reset
+        try:
+            known = await self._in_writer(state.recorded_stream_id, self.con)
+            reset = ([v.name for v in self.views] if "*" in self.config.reset
+                     else list(self.config.reset))
+            if known is not None and known != stream_id:
+                reason = (f"stream {self.config.stream} was recreated (now {stream_id}, the "
+                          f"views were built from {known})")
+                log.warning("projector: %s; rebuilding every view from the log", reason)
+                self._set_state("rebuilding", reason)
+            states = await self._in_writer(state.prepare_views, self.con, self.views,
+                                           stream_id=stream_id, reset=reset)
+            self._stream_id = stream_id
+            self._set_floors({name: st.seq for name, st in states.items()})
+            await self._in_writer(self._load_records)
+            stored = await self._in_writer(state.read_mark, self.con)
+            self._mark = None if stored is None else AppliedMark(*stored)
+            try:
+                await recovery.check_stream(self.nc, self.config.stream,
+                                            checkpoint=self._checkpoint,
+                                            recorded_id=stream_id, mark=self._mark)
+            except StreamChanged as changed:
+                await self._rebuild_all(changed.reason)
+        except BaseException:
+            await self._disconnect()
+            raise
+
+    async def try_open(self) -> bool:
+        """:meth:`open`, but a file that cannot be opened is logged and reported
+        (``unavailable`` in :meth:`health`, queries answer ``unavailable``) instead of
+        raised: :meth:`run` keeps trying. Returns whether the file is open."""
+        try:
+            await self.open()
+            return True
+        except (NatsError, Unavailable, ConnectionError) as exc:  # before OSError
+            log.warning("projector cannot read stream %s yet (%s); retrying",
+                        self.config.stream, error_text(exc))
+            self._set_state(self._state, error_text(exc))
+            return False
+        except IO_ERRORS as exc:
+            text = error_text(exc)
+            if self._unopenable:
+                log.error("projections file %s cannot be opened: %s; queries answer "
+                          "unavailable until it can", self.config.db_path, text)
+            else:
+                log.error("projector cannot write the projections file %s: %s; retrying",
+                          self.config.db_path, text)
+            self._set_state("unavailable" if self._unopenable else "retrying", text)
+            return False
+
+    def _set_floors(self, floors: dict[str, int]) -> None:
+        self._floors = dict(floors)
+        self._stored = dict(floors)
+        self._checkpoint = min(floors.values(), default=0)
+
+    async def _rebuild_all(self, reason: str) -> None:
+        """Reset every view (one transaction) to be rebuilt from the log: the stream no
+        longer matches the checkpoint (one WARNING line saying why)."""
+        assert self.con is not None
+        # At once, before any await: no read waiting for min_seq is answered from the
+        # views about to be dropped.
+        self._set_floors({v.name: 0 for v in self.views})
+        self._stream_last_seq = None
+        self._set_state("rebuilding", reason)
+        log.warning("projector: %s; rebuilding every view from the log", reason)
+        stream_id = (await recovery.stream_facts(self.nc, self.config.stream)).identity
         states = await self._in_writer(state.prepare_views, self.con, self.views,
-                                       stream_id=stream_id, reset=reset)
-        self._floors = {name: st.seq for name, st in states.items()}
-        self._stored = dict(self._floors)
-        self._checkpoint = min(self._floors.values(), default=0)
-        await self._in_writer(self._load_records)
+                                       stream_id=stream_id, reset=[v.name for v in self.views])
+        self._stream_id = stream_id
+        self._rejected.clear()
+        self._mark = None
+        self._set_floors({name: st.seq for name, st in states.items()})
+        await self._notify()
 
     def _connect(self) -> None:
         """Open the file and the lanes' cursors (writer thread, or ``open``)."""
@@ -280,10 +437,6 @@ class Projector:
         finally:
             cur.close()
 
-    async def _stream_id(self) -> str:
-        info = await self.nc.jetstream().stream_info(self.config.stream)
-        return f"{self.config.stream}@{info.created.isoformat() if info.created else ''}"
-
     async def close(self) -> None:
         await self._disconnect(shutdown=True)
         self._writer.shutdown(wait=True)
@@ -297,12 +450,18 @@ class Projector:
         if shutdown:
             self._lanes = []
         for executor, cur in lanes[1:]:
-            await loop.run_in_executor(executor, cur.close)
+            try:
+                await loop.run_in_executor(executor, cur.close)
+            except duckdb.Error as exc:
+                log.debug("closing a writer lane: %s", exc)
             if shutdown:
                 executor.shutdown(wait=True)
         if self.con is not None:
             con, self.con = self.con, None
-            await self._in_writer(con.close)
+            try:
+                await self._in_writer(con.close)
+            except duckdb.Error as exc:  # an invalidated database (after a write failure)
+                log.debug("closing the projections file: %s", exc)
 
     # ----------------------------------------------------------------- waiting
     async def wait_for(self, seq: int, timeout: float | None = None) -> int:
@@ -313,6 +472,8 @@ class Projector:
         """
         if self._checkpoint >= seq:
             return self._checkpoint
+        if self.con is None and self._state == "unavailable":
+            raise self._unavailable()
         await self._wait(lambda: self._checkpoint >= seq, timeout, seq, "projection")
         return self._checkpoint
 
@@ -328,7 +489,6 @@ class Projector:
 
     async def _wait(self, pred: Callable[[], bool], timeout: float | None, seq: int,
                     what: str) -> None:
-        assert self._cond is not None, "projector not open"
         limit = self.config.min_seq_timeout_s if timeout is None else timeout
         try:
             async with self._cond:
@@ -343,7 +503,6 @@ class Projector:
                                                         "waited_s": limit}) from None
 
     async def _notify(self) -> None:
-        assert self._cond is not None
         async with self._cond:
             self._cond.notify_all()
 
@@ -358,28 +517,100 @@ class Projector:
 
         Reconnects the feed after a lost connection, resuming from the checkpoint.
         """
-        await self.open()
         self._stopping = False
         backoff = 0.1
-        while not self._stopping:
-            if until_seq is not None and self._checkpoint >= until_seq:
-                break
-            try:
-                await self._consume(until_seq)
-                backoff = 0.1
-            except Unavailable as exc:
-                if self._stopping:
+        try:
+            while not self._stopping:
+                if until_seq is not None and self._checkpoint >= until_seq:
                     break
-                log.warning("projector feed unavailable (%s); retrying in %.1fs", exc, backoff)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), backoff)
-                backoff = min(backoff * 2, 5.0)
-        if self._erasure_pending is not None and not self._stopping:
-            await self._erase()
+                try:
+                    await self.open()
+                    await self._consume(until_seq)
+                    backoff = 0.1
+                except StreamChanged as changed:
+                    await self._rebuild_all(changed.reason)
+                except (Unavailable, NatsError, TimeoutError, ConnectionError) as exc:
+                    if self._stopping:
+                        break
+                    log.warning("projector feed unavailable (%s); retrying in %.1fs", exc,
+                                backoff)
+                    await self._pause(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                except IO_ERRORS as exc:
+                    if self._stopping:
+                        break
+                    await self._failed(exc, opening=self.con is None and self._unopenable)
+            if self._erasure_pending is not None and not self._stopping and self.con:
+                await self._erase()
+        except Exception as exc:
+            log.error("projector stopped at checkpoint %d: %s", self._checkpoint,
+                      error_text(exc), exc_info=True)
+            self._set_state("stopped", error_text(exc))
+            raise
+        finally:
+            self._set_state("stopped")
+
+    async def _failed(self, exc: BaseException, *, opening: bool) -> None:
+        """A write/I/O error, or a file that cannot be opened: logged at once (ERROR, the
+        original error), reported by :meth:`health` (``retrying``, or ``unavailable`` when
+        the file cannot be opened), retried after a backoff (doubling, bounded by
+        ``retry_max_s``) on a freshly opened file."""
+        text = error_text(exc)
+        wait = self._retry_s
+        self._retry_s = min(wait * 2, self.config.retry_max_s)
+        if opening:
+            log.error("projections file %s cannot be opened: %s; queries answer unavailable, "
+                      "retrying in %.1fs", self.config.db_path, text, wait)
+        else:
+            log.error("projector cannot write the projections file %s at checkpoint %d: %s; "
+                      "retrying in %.1fs", self.config.db_path, self._checkpoint, text, wait)
+        self._set_state("unavailable" if opening else "retrying", text)
+        if self.con is not None:  # reopened (its checkpoints re-read) by the retry
+            drained = await self._in_writer(self._close_gate)  # running reads end first
+            try:
+                if not drained:
+                    log.warning("closing the projections file with queries still running "
+                                "after %.0fs", self.config.reader_drain_s)
+                await self._disconnect()
+            finally:
+                with self._gate:
+                    self._compacting = False
+                    self._gate.notify_all()
+        await self._pause(wait)
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds`` or until :meth:`stop`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        if not self._stopping:
+            self._wake.clear()
+
+    def _progressed(self, caught_up: bool) -> None:
+        """A batch committed (or the feed is idle and caught up): leave ``starting`` /
+        ``retrying`` (logged), and ``rebuilding`` once caught up."""
+        if self._state in ("retrying", "unavailable"):
+            log.warning("projector resumed at checkpoint %d after: %s", self._checkpoint,
+                        self._last_error)
+        self._retry_s = self.config.retry_min_s
+        if self._state != "rebuilding" or caught_up:
+            if self._state == "rebuilding":
+                log.warning("projector rebuilt every view up to sequence %d",
+                            self._checkpoint)
+            self._set_state("running")
+
+    async def _check_stream(self) -> None:
+        """Raise :class:`StreamChanged` if the stream contradicts the checkpoint."""
+        self._last_check = time.monotonic()
+        facts = await recovery.check_stream(self.nc, self.config.stream,
+                                            checkpoint=self._checkpoint,
+                                            recorded_id=self._stream_id, mark=self._mark)
+        self._stream_last_seq = facts.last_seq
 
     async def _consume(self, until_seq: int | None) -> None:
+        await self._check_stream()
         feed = OrderedFeed(self.nats_url, self.nc, self.config.stream,
-                           high_water=max(20_000, self.config.catchup_batch_max))
+                           high_water=max(20_000, self.config.catchup_batch_max),
+                           before_reset=self._check_stream)
         self._feed = feed
         inflight: asyncio.Future[None] | None = None
         try:
@@ -392,7 +623,12 @@ class Projector:
                         await inflight
                         inflight = None
                     await self._erase()
-                items = await self._take(feed)
+                if inflight is not None and inflight.done():
+                    await inflight  # a failed commit raises here, not at the next event
+                    inflight = None
+                if time.monotonic() - self._last_check >= self.config.stream_check_s:
+                    await self._check_stream()  # also under load (idle: in _take)
+                items = await self._take(feed, inflight)
                 if not items:
                     continue
                 prepared = await self._prepare(items)
@@ -412,7 +648,10 @@ class Projector:
             self._feed = None
             await feed.close()
 
-    async def _take(self, feed: OrderedFeed) -> list[Item]:
+    async def _take(self, feed: OrderedFeed, inflight: asyncio.Future[None] | None
+                    ) -> list[Item]:
+        """The next batch from the feed; [] when woken (stop, erasure due, the commit in
+        flight done: its failure must not wait for the next event) or at a stream check."""
         cfg = self.config
         backlog = max(0, feed.pending) + feed.buffered
         self._catching_up = backlog > cfg.batch_max
@@ -422,8 +661,13 @@ class Projector:
         due = None
         if self._erasure_pending is not None and not self._catching_up:
             due = max(0.0, self._erasure_due - time.monotonic())
+        check_in = max(0.0, self._last_check + cfg.stream_check_s - time.monotonic())
         try:
-            await asyncio.wait({take, wake}, timeout=due, return_when=asyncio.FIRST_COMPLETED)
+            waits: set[asyncio.Future[Any]] = {take, wake}
+            if inflight is not None:
+                waits.add(inflight)
+            await asyncio.wait(waits, timeout=check_in if due is None else
+                               min(due, check_in), return_when=asyncio.FIRST_COMPLETED)
         finally:
             wake.cancel()
         if take.done():
@@ -433,6 +677,12 @@ class Projector:
             await take
         if self._wake.is_set():
             self._wake.clear()
+        if inflight is not None and inflight.done():
+            return []  # the caller collects its outcome
+        if inflight is None and feed.buffered == 0 and feed.pending <= 0:
+            self._progressed(caught_up=True)  # idle and caught up
+        if time.monotonic() - self._last_check >= cfg.stream_check_s:
+            await self._check_stream()
         return []
 
     async def _prepare(self, items: list[Item]) -> Prepared:
@@ -472,6 +722,12 @@ class Projector:
                 raise again.error from None
         if self._wal.exists() and self._wal.stat().st_size >= self.config.wal_checkpoint_mb << 20:
             await self._in_writer(self._fold_wal)
+        raw = prepared.raw or prepared.items
+        if raw and raw[-1][0] == prepared.last_seq:
+            self._mark = AppliedMark.of(*raw[-1])
+        left = max(0, feed.pending) + feed.buffered
+        self._stream_last_seq = max(self._stream_last_seq or 0, prepared.last_seq + left)
+        self._progressed(caught_up=left == 0)
         self.applied += prepared.count
         if self.progress is not None:
             self.progress(self._checkpoint, prepared.count, max(0, feed.pending))
@@ -486,12 +742,14 @@ class Projector:
         idle = [share for i, share in lanes.items() if self._idle(share, last)]
         lanes = {i: share for i, share in lanes.items() if not self._idle(share, last)}
         barrier = _AllOrNone(len(lanes))
+        raw = prepared.raw or prepared.items
+        mark = AppliedMark.of(*raw[-1]) if raw and raw[-1][0] == last else None
 
         def in_lane(i: int, con: duckdb.DuckDBPyConnection,
                     share: list[tuple[View, Batch | ViewBatch | None]]) -> bool:
             key = f"{erasure.PENDING_KEY}:{i}" if prepared.tombstones else None
             try:
-                erased = self._begin(con, share, prepared, erasure_key=key)
+                erased = self._begin(con, share, prepared, erasure_key=key, mark=mark)
             except BaseException:
                 barrier.vote(False)
                 raise
@@ -595,9 +853,11 @@ class Projector:
     @staticmethod
     def _begin(con: duckdb.DuckDBPyConnection,
                share: list[tuple[View, Batch | ViewBatch | None]], prepared: Prepared,
-               erasure_key: str | None, replace: bool = False) -> bool:
+               erasure_key: str | None, replace: bool = False,
+               mark: AppliedMark | None = None) -> bool:
         """Open a transaction on ``con`` (a lane's writer thread) holding the rows of the
-        views in ``share`` and their checkpoints; :meth:`_end` commits or rolls it back.
+        views in ``share`` and their checkpoints (with ``mark``, the batch's last event:
+        ``state.advance``); :meth:`_end` commits or rolls it back.
         A key conflict re-applies with replace; any other error rolls back and raises.
         Returns whether a deletion in the batch removed stored rows (then
         ``erasure_key`` is recorded in ``_projection_meta`` in the same transaction)."""
@@ -612,7 +872,8 @@ class Projector:
                         view.apply(con, batch, replace=replace)
                     elif batch is not None:
                         batch.flush(con, replace=replace)
-                state.advance(con, [v.name for v, _ in share], prepared.last_seq)
+                state.advance(con, [v.name for v, _ in share], prepared.last_seq,
+                              None if mark is None else (mark.seq, mark.digest))
                 erased = erasure.take_removed() > 0 and erasure_key is not None
                 if erased:
                     state.write_meta(con, str(erasure_key), str(prepared.last_seq))
@@ -621,7 +882,8 @@ class Projector:
                 con.rollback()
                 if replace:
                     raise
-                return Projector._begin(con, share, prepared, erasure_key, replace=True)
+                return Projector._begin(con, share, prepared, erasure_key, replace=True,
+                                        mark=mark)
             except BaseException:
                 con.rollback()
                 raise
@@ -696,11 +958,18 @@ class Projector:
         """Checkpoint, the stream's last sequence, lag, each view's version and seq, the
         poison events rejected (``rejected_events``, ``last_rejected_seq``) and erasure
         on disk (``erasure_pending_seq``: deletions applied whose bytes may still be in
-        the file, None when none; ``erased_seq``: deletions up to it are erased)."""
-        views, (rejected, last_rejected) = await self._in_writer(self._read_states)
+        the file, None when none; ``erased_seq``: deletions up to it are erased), and
+        ``projector``: :meth:`health` as a dict (state, last error, since). Answers
+        while the file is not open (no views then)."""
+        views: list[dict[str, Any]] = []
+        rejected, last_rejected = 0, None
+        if self.con is not None:
+            with contextlib.suppress(*IO_ERRORS, duckdb.Error):
+                views, (rejected, last_rejected) = await self._in_writer(self._read_states)
         try:
             info = await self.nc.jetstream().stream_info(self.config.stream)
-            last = int(info.state.last_seq)
+            last: int | None = int(info.state.last_seq)
+            self._stream_last_seq = last
         except Exception:
             last = None
         return {"checkpoint": self._checkpoint, "stream": self.config.stream,
@@ -711,7 +980,8 @@ class Projector:
                 "rejected_events": rejected, "last_rejected_seq": last_rejected,
                 "erasure_pending_seq": self._erasure_pending,
                 "erased_seq": self._checkpoint if self._erasure_pending is None
-                else self._erased_seq}
+                else self._erased_seq,
+                "projector": self.health().to_dict()}
 
     def _read_states(self) -> tuple[list[dict[str, Any]], tuple[int, int | None]]:
         assert self.con is not None

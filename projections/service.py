@@ -27,10 +27,12 @@ async def run_projection_service(nc: NATS, nats_url: str | NatsEndpoint,
                                  ready: Callable[[], None] | None = None) -> None:
     """Project the log and answer queries until ``stop`` is set (or the task is cancelled).
 
-    ``ready`` is called once the database is open and the query subjects are subscribed.
+    ``ready`` is called once the query subjects are subscribed (the database open, or,
+    when it cannot be opened, the projector ``unavailable`` and retrying: queries then
+    answer ``unavailable`` with the reason).
     """
     projector = Projector(config, nc, nats_url)
-    await projector.open()
+    await projector.try_open()  # unopenable: queries answer unavailable, run() retries
     queries = QueryService(projector, sql_limits=sql_limits, prefix=query_prefix)
     server = await serve_queries(nc, queries)
     run = asyncio.create_task(projector.run())

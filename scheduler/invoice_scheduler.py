@@ -199,9 +199,9 @@ class InvoiceScheduler:
     async def _catch_up_logged(self) -> list[IssueReport]:
         try:
             return await self.catch_up()
-        except Exception:
+        except Exception:  # e.g. the projector's file is unavailable at start
             log.exception("invoice catch-up failed; the next start or run retries it")
-            raise
+            return []
 
     @property
     def next_run_time(self) -> datetime | None:

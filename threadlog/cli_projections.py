@@ -28,6 +28,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from events import ThreadlogError
 from events.connection import NatsEndpoint
@@ -176,6 +177,12 @@ def status_command(nats_url: str | None = NatsUrlOpt, db: Path | None = DbOpt,
     console.print(f"checkpoint [bold]{status['checkpoint']}[/] "
                   f"(stream last {status.get('stream_last_seq', '?')}, "
                   f"lag {status.get('lag', '?')}) from {status['source']}")
+    pj = status.get("projector")
+    if pj:
+        line = Text(f"projector {pj['state']} since {pj['since']}")
+        if pj.get("last_error"):
+            line.append(f": {pj['last_error']}", style="red")
+        console.print(line)
     table = Table("view", "version", "seq")
     for v in status["views"]:
         table.add_row(v["view"], str(v.get("version")), str(v.get("seq")))

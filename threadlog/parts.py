@@ -24,11 +24,17 @@ from threadlog.settings import Settings
 async def projector_part(rt: Runtime) -> AsyncIterator[Projector]:
     """Open the DuckDB file, serve ``query.*`` on ``rt.broker`` and apply the log until
     the runtime stops (as ``rt.parts["projector"]``); the batch in progress finishes and
-    the file is closed on exit."""
+    the file is closed on exit.
+
+    The projector never takes the process down: a damaged file is moved aside and
+    rebuilt from the log; a file that cannot be opened (read-only, permissions, a lock)
+    or a write error leaves the projector ``unavailable``/``retrying`` (logged, shown by
+    ``ops.status``/``query.<u>.status``, queries answer ``unavailable`` with the reason)
+    while the command handlers keep serving; it retries with backoff until it works."""
     rt.settings.data_dir.mkdir(parents=True, exist_ok=True)
     config = ProjectorConfig(db_path=rt.settings.duckdb_path, stream=rt.settings.events_stream)
     projector = Projector(config, rt.nc, rt.endpoint or rt.urls[0])
-    await projector.open()
+    await projector.try_open()
     queries = QueryService(projector, sql_limits=SqlLimits(
         time_limit_s=rt.settings.sql_time_limit_s,
         max_memory_mb=rt.settings.sql_memory_limit_mb))

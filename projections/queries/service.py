@@ -29,6 +29,7 @@ from events.decoding import check_size, decode_json_body, validate_model
 from events.errors import ThreadlogError
 from events.identity import USER_PLACEHOLDER, bind_to_user, for_user
 from events.replies import Reply, bounded_reply, reply_for
+from projections.health import for_users
 from projections.projector import Projector
 from projections.queries import models, reads
 from projections.queries.sql import SqlLimits, run_sql
@@ -167,6 +168,7 @@ class QueryService:
                 status = await self.projector.status()
                 if not operators:
                     status = {k: v for k, v in status.items() if k not in PRIVATE_STATUS_KEYS}
+                    status["projector"] = for_users(self.projector.health()).to_dict()
                 return Reply.success(status, seq=seq)
             if name == "sql":
                 assert isinstance(query, models.SqlQuery)
