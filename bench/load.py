@@ -51,7 +51,8 @@ async def client_loop(client: Client, deadline: float, rnd: random.Random,
                       mean_gap_s: float | None = None) -> None:
     created = await client.create_thread(title="load")
     tid, seq = created.value["thread_id"], created.seq
-    names, weights = zip(*MIX, strict=True)
+    names = [n for n, _ in MIX]
+    weights = [float(w) for _, w in MIX]
     i = 0
     due = now()
     while now() < deadline:

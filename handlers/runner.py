@@ -8,15 +8,19 @@ Guarantees
 - Re-sending a command id returns the first reply and appends nothing: from the command
   log, else (the process died before recording it) from the thread's own events, which
   carry the command id as their causation id.
+- :meth:`CommandRunner.apply_chain`: a command's events in order, not atomically (one
+  round trip, no batch); a chain cut short (a crash, a conflict) is finished by applying
+  the same command again: the events already in the thread are skipped.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from events import ConcurrencyError, EventStore
+from events import ConcurrencyError, EventStore, ThreadlogError
+from events.catalogue import Event
 from events.replies import Reply
 from handlers.aggregate_runner import AggregateKind, AggregateRunner
 from handlers.command_log import CommandLog
@@ -66,6 +70,57 @@ class CommandRunner:
         retrying on conflicts. Returns the decision and the thread's version after it."""
         return await self.pipeline.apply(thread_id, command_id, user_id, decide, replay,
                                          correlation_id=correlation_id)
+
+    async def apply_chain(self, thread_id: str, command_id: str, user_id: str | None,
+                          events: Sequence[Event], *,
+                          check: Callable[[ThreadState, Sequence[Event]], bool] | None = None,
+                          correlation_id: str | None = None) -> int:
+        """Append the events of ``command_id`` in order (:meth:`EventStore.append_chain`),
+        under the thread's lock, skipping those the thread holds already.
+
+        The thread's events of ``command_id`` (``state.commands``) are taken as the first
+        of ``events`` (the same events, as a re-run of the command builds them), so an
+        interrupted chain is finished and a complete one appends nothing; when they are
+        not those events (another process ran the command with other results), nothing
+        is appended and a ``conflict`` error raised. ``check(state,
+        rest)`` runs before each attempt on the events still to append: it raises to
+        refuse, or returns ``False`` to append nothing. On a conflict the state is
+        refreshed and the check made again (``max_attempts``). Returns the thread's
+        version after the chain.
+
+        Failure modes: a command whose events the state no longer remembers
+        (``MAX_REMEMBERED_COMMANDS`` later commands on the thread) is appended again:
+        inside the duplicate window the store answers duplicates, past it the events
+        would be stored twice."""
+        async with self.states.lock(thread_id):
+            state = await self.states.get(thread_id)
+            for _ in range(self.pipeline.max_attempts):
+                held = list(state.commands.get(command_id, ()))
+                stored = len(held)
+                if held != list(events[:stored]):
+                    raise ThreadlogError(
+                        f"thread {thread_id!r} holds other events of command {command_id!r}",
+                        code="conflict", details={"command_id": command_id})
+                rest = list(events[stored:])
+                if not rest or (check is not None and not check(state, rest)):
+                    return state.version
+                try:
+                    res = await self.store.append_chain(
+                        state.aggregate, rest, expected=state.version or "no_stream",
+                        command_id=command_id, first_index=stored, user_id=user_id,
+                        correlation_id=correlation_id)
+                except ConcurrencyError:
+                    state = await self.states.refresh(thread_id)
+                    continue
+                if res.duplicate:
+                    state = await self.states.refresh(thread_id)
+                    continue
+                for ev, seq in zip(rest, res.seqs, strict=True):
+                    self.states.advance(state, [ev], seq, command_id)
+                return res.last_seq
+        raise ConcurrencyError(
+            f"thread {thread_id!r} kept changing; gave up after "
+            f"{self.pipeline.max_attempts} attempts", current_version=state.version)
 
     async def apply_two(self, thread_id: str, user_id: str | None,
                         first: tuple[str, Callable[[ThreadState], Decision],

@@ -9,8 +9,10 @@ thread state and says where the generation is:
 
 - ``finished``: the last link is finalized without tool calls left to run (or paused
   for approvals): the generation's result is recorded (:func:`recorded_result`);
-- ``calls`` non-empty: the last link's model output is saved but its tools' results
-  are not: resume by running those tools (at least once);
+- ``calls`` non-empty: the last link's model output is saved but the step is not
+  complete: resume with those tools (``handlers.agents.steps``: a step's events are a
+  chain a crash can cut short; the missing ``tool_call_requested`` events are appended,
+  and the tools run again - at least once - only if their results are not saved);
 - otherwise the last link is pending: resume with a model call at that step. A model
   call whose usage was recorded but whose output was not saved (the process died in
   between) is made again: both calls are billed, as both were made.
@@ -122,8 +124,8 @@ async def recorded_result(store: EventStore, state: ThreadState, command_id: str
         raise ThreadlogError(f"generation {command_id!r} has no final message",
                              code="not_found", details={"command_id": command_id})
     if final.status == "failed":
-        code = "aborted" if final.finish_reason == "aborted" or "abort" in (
-            final.error or "") else "generation_failed"
+        code = final.error_code or ("aborted" if final.finish_reason == "aborted" or "abort" in (
+            final.error or "") else "generation_failed")
         raise ThreadlogError(final.error or "generation failed", code=code,
                              details={"message_id": p.message_id})
     text = "".join(c.text for c in final.content if isinstance(c, TextPart))

@@ -2,7 +2,8 @@
 assistant message.
 
 Guarantees
-- Two single appends, not one atomic batch (a batch makes the server fsync): the prompt
+- Two single appends, not one atomic batch (an atomic batch costs the server ~2-3 ms:
+  on a single-replica file stream it is staged in a file store of its own): the prompt
   (command id ``<id>-u``), then the pending message (``<id>-p``) at the version the first
   one left. A crash between them leaves the prompt without its pending message; the
   re-sent (or resumed) command replays the prompt (``-u`` is among the thread's commands)

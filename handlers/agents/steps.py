@@ -1,6 +1,6 @@
 """The persisted steps of a generation: a model step's output, its tools' results, the
-final message. Each is one atomic append before the next step starts (the journal of a
-durable generation, ``handlers.agents.durable``).
+final message. Each is saved before the next step starts (the journal of a durable
+generation, ``handlers.agents.durable``).
 
 A tool step is two appends:
 
@@ -13,9 +13,23 @@ A tool step is two appends:
 3. ``<command>-s<step>``: the tool message with the results, their
    ``tool_call_completed``/``tool_call_failed`` events and the next pending message.
 
+Both are ordered chains of single messages in one round trip
+(:meth:`CommandRunner.apply_chain`), not atomic batches: on a single-replica file
+stream each atomic batch costs nats-server ~2-3 ms of its own time (it stages the batch
+in a file store), which made the step appends of many concurrent generations queue for
+0.2-0.5 s. A chain is stored without gaps (each message only right after the previous
+one); a crash can cut it short, and the resumed generation finishes it:
+
+- ``s<step>a`` cut short (the model output saved, some ``tool_call_requested`` not):
+  the missing events are appended before the tools run;
+- ``s<step>`` cut short (the tool message with the results saved, the rest not): the
+  recorded results are used - the tools do not run again - and the rest is appended.
+
 Guarantees: every append carries the command id ``<command>-<tag>`` (a re-append is a
-no-op) and expects the thread's version; a message finalized elsewhere (an orphan abort)
-stops the generation (``aborted``) instead of writing a second final state.
+no-op, a cut-short chain is finished) and expects the thread's version; a message
+finalized elsewhere (an orphan abort) stops the generation (``aborted``) instead of
+writing a second final state. The final message, with its embedding, and a step paused
+for approvals stay one atomic append each.
 
 Failure modes: store errors propagate (the generation fails, or its process died: the
 durable queue resumes it).
@@ -24,8 +38,7 @@ durable queue resumes it).
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from events import (
@@ -38,7 +51,6 @@ from events import (
     ToolCallPart,
     ToolCallRequested,
     ToolResultPart,
-    ValidationFailed,
     derived_id,
 )
 from events.catalogue import Event
@@ -52,7 +64,8 @@ from handlers.threads.state import ThreadState
 
 PersistHook = Callable[[str, str], Awaitable[None]]
 """Called with the command id and ``before:<tag>`` / ``after:<tag>`` around every append
-of a generation (fault injection)."""
+of a generation, and ``mid:<tag>`` after the first event of a step's chain (with a hook
+set, a chain is appended in two parts, so a fault injected there cuts it short)."""
 
 
 class ToolRunner(Protocol):
@@ -66,23 +79,6 @@ class StepsMixin:
     run_tool: ToolRunner
     aborts: dict[str, asyncio.Event]
     on_persist: PersistHook | None
-
-    @staticmethod
-    def _parse_object(text: str, validate: Callable[[Any], Any] | None) -> Any:
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValidationFailed(f"output is not JSON: {exc.msg}",
-                                   details={"output": text[:500]}) from None
-        if validate is None:
-            return value
-        try:
-            return validate(value)
-        except ValidationFailed:
-            raise
-        except Exception as exc:  # pydantic.ValidationError and friends
-            raise ValidationFailed(f"output does not match the schema: {exc}",
-                                   details={"output": text[:500]}) from None
 
     async def _tool_step(self, cmd: Generate, agent: Agent, res: GenerationResult,
                          result: ModelResult, step: int, by_name: dict[str, Any],
@@ -105,7 +101,7 @@ class StepsMixin:
             res.status = "awaiting_approval"
             _, res.seq = await self._append(cmd, f"s{step}", events, res.persist)
             return step
-        await self._append(cmd, f"s{step}a", events, res.persist)
+        await self._append_chain(cmd, f"s{step}a", events, res.persist)
         parts = [c.to_part() for c in calls]
         return await self._run_tools(cmd, agent, res, parts, step, by_name, messages,
                                      result.content_parts())
@@ -118,13 +114,15 @@ class StepsMixin:
         from handlers.llm.messages import ContextMessage, to_chat_messages
 
         tid, order = cmd.thread_id, res.order or 0
-        ctx = {"agent": agent, "user_id": cmd.user_id, "thread_id": tid,
-               "prompt_message_id": res.prompt_message_id, "message_id": res.message_id}
-        outputs = list(await asyncio.gather(*(
-            self.run_tool(by_name.get(c.tool_name), ToolCall(c.tool_call_id, c.tool_name,
-                                                               c.args), ctx)
-            for c in calls)))
         tool_msg_id = derived_id("tool", cmd.command_id, str(step))
+        outputs = await self._recorded_results(cmd, res, calls, step, tool_msg_id)
+        if outputs is None:
+            ctx = {"agent": agent, "user_id": cmd.user_id, "thread_id": tid,
+                   "prompt_message_id": res.prompt_message_id, "message_id": res.message_id}
+            outputs = list(await asyncio.gather(*(
+                self.run_tool(by_name.get(c.tool_name), ToolCall(c.tool_call_id, c.tool_name,
+                                                                   c.args), ctx)
+                for c in calls)))
         events: list[Event] = [MessageSaved(
             message_id=tool_msg_id, thread_id=tid, order=order, step_order=step + 1,
             role="tool", content=list(outputs), agent_name=agent.name)]
@@ -142,7 +140,7 @@ class StepsMixin:
                                    step_order=step + 2, role="assistant", content=[],
                                    status="pending", agent_name=agent.name, model=agent.model,
                                    prompt_message_id=res.prompt_message_id))
-        _, res.seq = await self._append(cmd, f"s{step}", events, res.persist)
+        res.seq = await self._append_chain(cmd, f"s{step}", events, res.persist)
         messages.extend(to_chat_messages([
             ContextMessage(role="assistant", content=assistant),
             ContextMessage(role="tool", content=list(outputs))]))
@@ -151,6 +149,61 @@ class StepsMixin:
             self.aborts[abort_key(tid, next_id)] = ev
         res.message_id = next_id
         return step + 2
+
+    async def _recorded_results(self, cmd: Generate, res: GenerationResult,
+                                calls: list[ToolCallPart], step: int, tool_msg_id: str
+                                ) -> list[ToolResultPart] | None:
+        """On resume: finish the step's ``s<step>a`` chain if a crash cut it short, and
+        return the tools' results if the ``s<step>`` chain saved them (else None: the
+        tools run)."""
+        if not res.persist:
+            return None
+        state = await self.runner.states.get(cmd.thread_id)
+        output = state.commands.get(f"{cmd.command_id}-s{step}a", [])
+        if output and len(output) < 1 + len(calls):
+            await self._append_chain(cmd, f"s{step}a", [output[0], *(
+                ToolCallRequested(thread_id=cmd.thread_id, message_id=res.message_id or "",
+                                  tool_call_id=c.tool_call_id, tool_name=c.tool_name,
+                                  args=c.args) for c in calls)])
+        for e in state.commands.get(f"{cmd.command_id}-s{step}", []):
+            if isinstance(e, MessageSaved) and e.message_id == tool_msg_id:
+                return [c for c in e.content if isinstance(c, ToolResultPart)]
+        return None
+
+    async def _append_chain(self, cmd: Generate, tag: str, events: list[Event],
+                            persist: bool = True) -> int:
+        """Append a step's ``events`` as an ordered chain (see the module); the thread's
+        version after it."""
+        if not persist:
+            return (await self.runner.states.get(cmd.thread_id)).version
+
+        def check(state: ThreadState, rest: Sequence[Event]) -> bool:
+            if finalized_already(state, list(rest)):  # aborted from elsewhere (orphaned)
+                raise ThreadlogError("generation aborted", code="aborted")
+            return True
+
+        command_id = f"{cmd.command_id}-{tag}"
+        if self.on_persist is not None:
+            await self.on_persist(cmd.command_id, f"before:{tag}")
+            if len(events) > 1:  # fault injection: a chain cut short after its first event
+                await self.runner.apply_chain(cmd.thread_id, command_id, cmd.user_id,
+                                              events[:1], check=check,
+                                              correlation_id=cmd.command_id)
+                await self.on_persist(cmd.command_id, f"mid:{tag}")
+        try:
+            seq = await self.runner.apply_chain(cmd.thread_id, command_id, cmd.user_id,
+                                                events, check=check,
+                                                correlation_id=cmd.command_id)
+        except ThreadlogError as exc:
+            if exc.code != "conflict":
+                raise
+            # Another process ran this step (a live owner that missed the liveness
+            # signal): its events stand, this run stops.
+            raise ThreadlogError("generation aborted: another process saved this step",
+                                 code="aborted", details=exc.details) from exc
+        if self.on_persist is not None:
+            await self.on_persist(cmd.command_id, f"after:{tag}")
+        return seq
 
     async def _append(self, cmd: Generate, tag: str, events: list[Event],
                       persist: bool = True) -> tuple[Any, int]:

@@ -7,8 +7,9 @@ the test)
 and SIGKILLs itself:
 
 - ``FI_KILL_AT=n``: at the n-th persist point of that generation (0-based; ``before:`` and
-  ``after:`` each append: prompt, s1a, s1, s3a, s3, final), after flushing its connection
-  (what it wrote reached the server);
+  ``after:`` each append: prompt, s1a, s1, s3a, s3, final; ``mid:`` inside each step's
+  chain, after its first event), after flushing its connection (what it wrote reached
+  the server);
 - ``FI_KILL_MODEL=n``: inside its n-th model call (1-based; the call was made, its usage
   not recorded);
 - ``FI_KILL_TOOL=n``: inside its n-th tool call (1-based; the side effect happened, its
@@ -38,8 +39,9 @@ from handlers.llm.scripted import Reply, ScriptedRequest, scripted
 from handlers.llm.tools import ToolContext, tool
 
 TOOL_STEPS = 2
-PERSIST_POINTS = ["before:prompt", "after:prompt", "before:s1a", "after:s1a", "before:s1",
-                  "after:s1", "before:s3a", "after:s3a", "before:s3", "after:s3",
+PERSIST_POINTS = ["before:prompt", "after:prompt",
+                  "before:s1a", "mid:s1a", "after:s1a", "before:s1", "mid:s1", "after:s1",
+                  "before:s3a", "mid:s3a", "after:s3a", "before:s3", "mid:s3", "after:s3",
                   "before:final", "after:final"]
 
 

@@ -124,8 +124,14 @@ async def check_recovered(rt: Runtime, name: str, kill: dict[str, int],
     assert sum(1 for f in finals if f.generation is not None) == 1, name
     completed = [r for r in recs if r.type == "tool_call_completed"]
     assert len(completed) == TOOL_STEPS, name
+    # A step's chain cut short after its first event is finished on resume: every
+    # tool_call_requested is there, and a tool whose result was saved did not run again.
+    requested = [r for r in recs if r.type == "tool_call_requested"]
+    assert len(requested) == TOOL_STEPS, (name, len(requested))
     tools = count(out / f"{tid}.tool")
     assert TOOL_STEPS <= tools <= TOOL_STEPS + 1, (name, tools)
+    if "kill_at" in kill and PERSIST_POINTS[kill["kill_at"]] in ("mid:s1", "mid:s3"):
+        assert tools == TOOL_STEPS, (name, tools)
     if kill.get("kill_tool"):
         assert tools == TOOL_STEPS + 1, (name, tools)
     calls = count(out / f"{name}.model")
