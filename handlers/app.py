@@ -101,6 +101,7 @@ async def build_handlers(broker: NatsBroker, store: EventStore,
     of asynchronous deletions left pending (bucket ``<stream>_purges``); call
     ``Handlers.close()`` before closing the connection."""
     from handlers.agents.app import make_generator, register_agent_commands
+    from handlers.agents.context_preview import ContextPreviewService
     from handlers.agents.llm_bridge import call_step
     from handlers.billing import register_billing_commands
     from handlers.canvas import register_canvas_commands
@@ -122,9 +123,12 @@ async def build_handlers(broker: NatsBroker, store: EventStore,
     generator.append_usage = billing.ledger.append_usage
     signals = register_agent_commands(broker, generator)
     await signals.start(store.nc)
+    # query.<u>.agent.context: the exact context a prompt would get, no model call
+    preview = await ContextPreviewService(generator).start(store.nc)
     await billing.ledger.watch_limits()
     handlers = Handlers(store, states, runner, generator, billing, canvas, deleter, signals,
-                        [purges.close, signals.stop, billing.ledger.stop_watching])
+                        [purges.close, signals.stop, billing.ledger.stop_watching,
+                         preview.stop])
     await deleter.resume()
     return handlers
 

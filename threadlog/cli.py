@@ -22,6 +22,7 @@ from threadlog.cli_cluster import cluster_app
 from threadlog.cli_credentials import credentials_app
 from threadlog.cli_health import health_command
 from threadlog.cli_options import CredsOpt, endpoint_for
+from threadlog.cli_playground import playground_command
 from threadlog.cli_projections import projections_app, sql_command
 from threadlog.cli_workflows import workflows_app
 from threadlog.settings import Settings, load_settings
@@ -37,6 +38,7 @@ app.add_typer(credentials_app, name="credentials")
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(cluster_app, name="cluster")
 app.command("health")(health_command)
+app.command("playground")(playground_command)
 app.command("usage")(usage_command)
 app.command("sql")(sql_command)
 console = Console()

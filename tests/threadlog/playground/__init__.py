@@ -1,0 +1,1 @@
+"""Tests of ``threadlog playground``: the page in a real headless Chromium."""
