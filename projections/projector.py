@@ -673,8 +673,12 @@ class Projector:
         if take.done():
             return take.result()
         take.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await take
+        try:  # the take may have finished as it was cancelled (asyncio.wait_for in 3.11
+            got = await take  # can swallow a cancellation whose wait had completed): then
+        except asyncio.CancelledError:  # it popped its items, which must not be lost
+            got = []
+        if got:
+            return got
         if self._wake.is_set():
             self._wake.clear()
         if inflight is not None and inflight.done():
