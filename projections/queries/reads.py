@@ -103,8 +103,8 @@ def thread_get(cur: duckdb.DuckDBPyConnection, q: ThreadsGet) -> Row:
 
 _MESSAGE_COLS = ('message_id, thread_id, "order", step_order, role, status, text, content, '
                  "is_tool, agent_name, model, provider, " + ", ".join(TOKEN_KINDS) +
-                 ", finish_reason, error, error_code, prompt_message_id, created_at, updated_at, "
-                 "seq")
+                 ", finish_reason, error, error_code, cost, prompt_message_id, created_at, "
+                 "updated_at, seq")
 
 
 def messages_list(cur: duckdb.DuckDBPyConnection, q: MessagesList) -> Row:

@@ -4,11 +4,12 @@
 for ``tool`` messages and for messages holding tool calls or results. Token columns come
 from the message's ``usage`` (NULL when none). ``error_code`` is the stable code of a
 failed message's ``error`` (``rate_limited``, ``invalid_model_output``...; NULL for
-events written before codes were stored). ``message_status_changed`` and
-``message_finalized`` set the fields they carry (``null`` and an empty ``content`` mean
-unchanged) on a message saved earlier (in this batch or before); for an unknown message
-they are a no-op. Deleting a thread removes its messages. Saving a message id again in
-the same thread replaces the row.
+events written before codes were stored). ``cost`` is the USD cost of the model call that
+produced the message (``message_finalized.cost``; NULL for user and tool messages).
+``message_status_changed`` and ``message_finalized`` set the fields they carry (``null``
+and an empty ``content`` mean unchanged) on a message saved earlier (in this batch or
+before); for an unknown message they are a no-op. Deleting a thread removes its
+messages. Saving a message id again in the same thread replaces the row.
 
 A row is keyed by ``(thread_id, message_id)``: clients choose message ids, unique only
 within a thread, so the same id in two threads (of one user or of two) is two messages.
@@ -39,7 +40,7 @@ MESSAGES = Table(
         **{k: "BIGINT" for k in TOKEN_KINDS},
         "finish_reason": "VARCHAR", "error": "VARCHAR", "prompt_message_id": "VARCHAR",
         "created_at": "TIMESTAMPTZ", "updated_at": "TIMESTAMPTZ", "seq": "BIGINT",
-        "error_code": "VARCHAR",
+        "error_code": "VARCHAR", "cost": "DOUBLE",
     },
     key=("thread_id", "message_id"),
     indexes=(("thread_id",),),
@@ -52,7 +53,7 @@ F = Fields(
     prompt_message_id="$.data.prompt_message_id", at="$.occurred_at",
     content="$.data.content",
     **{k: f"$.data.usage.{k}" for k in TOKEN_KINDS},
-    error_code="$.data.error_code",
+    error_code="$.data.error_code", cost="$.data.cost",
 )
 """One parse of the payload gives every field; ``content`` is the parts' JSON text (for an
 array, ``json_extract_string`` returns its JSON)."""
@@ -76,7 +77,7 @@ _SAVED = ", ".join(f"{expr} AS \"{col}\"" for expr, col in zip([
     f"coalesce({F['status']}, 'success')", TEXT, f"coalesce({F['content']}, '[]')",
     f"{F['role']} = 'tool' OR {HAS_TOOL_PARTS}", F["agent_name"], F["model"], F["provider"],
     *(F.cast(k, "BIGINT") for k in TOKEN_KINDS), F["finish_reason"], F["error"],
-    F["prompt_message_id"], _AT, _AT, "seq", F["error_code"],
+    F["prompt_message_id"], _AT, _AT, "seq", F["error_code"], F.cast("cost", "DOUBLE"),
 ], MESSAGES.columns, strict=True))
 
 
@@ -94,10 +95,11 @@ _PATCH = ", ".join([
     _latest("is_tool", HAS_TOOL_PARTS, _HAS_CONTENT),
     _latest("model"), _latest("provider"), _latest("finish_reason"),
     *(_latest(k, F.cast(k, "BIGINT")) for k in TOKEN_KINDS),
+    _latest("cost", F.cast("cost", "DOUBLE")),
     f"arg_max({_AT}, seq) AS updated_at", "max(seq) AS last_seq",
 ])
 _PATCHED = ("error", "error_code", "text", "content", "model", "provider", "finish_reason",
-            *TOKEN_KINDS)
+            *TOKEN_KINDS, "cost")
 """Columns a status change or finalization sets when it carries them (else unchanged)."""
 _PATCHES = "_message_patches"
 """A temporary table of the batch's patches, one row per message (thread and id; dropped
@@ -123,9 +125,10 @@ def _patched(row: str) -> dict[str, str]:
 
 class MessagesView(SqlView):
     name: ClassVar[str] = "messages"
-    version: ClassVar[int] = 3
+    version: ClassVar[int] = 4
     """2: keyed by (thread_id, message_id), no longer by message_id alone. 3: the
-    ``error_code`` column (a failed message's code beside its ``error`` text)."""
+    ``error_code`` column (a failed message's code beside its ``error`` text). 4: the
+    ``cost`` column (USD of the step's model call, from ``message_finalized.cost``)."""
     lane: ClassVar[int] = 1
     tables: ClassVar[tuple[Table, ...]] = (MESSAGES,)
     handles: ClassVar[frozenset[str]] = frozenset(

@@ -84,3 +84,25 @@ async def test_usage_rows_say_whether_the_usage_was_estimated(
     rows = await project(nc, nats_server, tmp_path / "u.duckdb", store.stream,
                          "SELECT call_id, estimated FROM usage ORDER BY seq")
     assert rows == [(calls[0], True), (calls[1], False), (calls[2], False)]
+
+
+async def test_a_finalized_message_carries_its_calls_cost(
+        store: EventStore, nc: NATS, nats_server: EmbeddedNats, tmp_path: Path) -> None:
+    """``messages.cost`` (view v4) is the step's model-call cost from
+    ``message_finalized.cost``, whether the save was applied before or in the same batch;
+    a message without a call has none."""
+    tid, _ = await create_thread(store, "u1")
+    prompt, _ = await save_message(store, "u1", tid, 0, role="user")
+    answer, _ = await save_message(store, "u1", tid, 0, step=1, role="assistant",
+                                   status="pending")
+    sql = (f"SELECT message_id, status, cost FROM messages WHERE thread_id = '{tid}' "
+           "ORDER BY step_order")
+    stored = tmp_path / "stored.duckdb"
+    assert [r[2] for r in await project(nc, nats_server, stored, store.stream, sql)] == [
+        None, None]
+    await store.append(Aggregate.thread(tid), [MessageFinalized(
+        message_id=answer, thread_id=tid, status="success", cost=0.0125)], user_id="u1")
+    expected = [(prompt, "success", None), (answer, "success", 0.0125)]
+    assert await project(nc, nats_server, stored, store.stream, sql) == expected
+    assert await project(nc, nats_server, tmp_path / "fresh.duckdb", store.stream,
+                         sql) == expected
