@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats.errors
+import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError
@@ -50,9 +51,12 @@ def user_key(user_id: str, command_id: str) -> str:
 
 
 class PendingPurges:
-    def __init__(self, kv: KeyValue, *, timeout: float = 5.0) -> None:
+    def __init__(self, kv: KeyValue, *, timeout: float = 5.0,
+                 js: JetStreamContext | None = None, bucket: str | None = None) -> None:
         self.kv = kv
         self.timeout = timeout
+        self._js = js
+        self._bucket = bucket
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     @classmethod
@@ -63,7 +67,7 @@ class PendingPurges:
         except BucketNotFoundError:
             kv = await js.create_key_value(KeyValueConfig(
                 bucket=bucket, storage=StorageType.FILE, replicas=replicas, history=1))
-        return cls(kv)
+        return cls(kv, js=js, bucket=bucket)
 
     async def add(self, key: str, record: Record) -> None:
         """Write the record (before replying to the command that owes the purge)."""
@@ -101,31 +105,77 @@ class PendingPurges:
 
     async def wait(self, keys: str, timeout: float) -> dict[str, Record]:
         """Wait up to ``timeout`` seconds for no record matching ``keys`` to be left;
-        returns those still pending (empty: every matching purge is done)."""
+        returns those still pending (empty: every matching purge is done).
+
+        What is pending now is read directly from the bucket's stream (:meth:`_current`),
+        not taken from the watcher's "initial values are in" marker: nats-py puts that
+        marker when the consumer reports nothing undelivered and the client has
+        processed nothing yet, which under load happens while a record is delivered but
+        not yet processed (a pending purge answered as done). The watcher, started
+        first, only brings the changes after that read."""
+        if timeout <= 0:
+            return await self._current(keys)
         watcher = await self.kv.watch(keys)
-        pending: dict[str, Record] = {}
         loop = asyncio.get_running_loop()
-        deadline: float | None = None  # set once the initial values are in
+        deadline = loop.time() + timeout
         try:
-            while deadline is None or pending:
-                left = self.timeout if deadline is None else deadline - loop.time()
+            pending = await self._current(keys)
+            while pending:
+                left = deadline - loop.time()
                 if left <= 0:
                     break
                 try:
                     entry = await watcher.updates(timeout=left)  # type: ignore[no-untyped-call]
                 except nats.errors.TimeoutError:
-                    if deadline is None:
-                        raise
                     break
-                if entry is None:  # the initial values are in
-                    deadline = loop.time() + timeout
-                elif entry.operation in (KV_DEL, KV_PURGE):
+                if entry is None:  # the (unreliable) end-of-initial-values marker
+                    continue
+                if entry.operation in (KV_DEL, KV_PURGE):
                     pending.pop(entry.key, None)
                 elif entry.value:
                     pending[entry.key] = json.loads(entry.value)
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
         return pending
+
+    async def _current(self, keys: str) -> dict[str, Record]:
+        """The records matching ``keys`` now: the bucket stream's subjects under the
+        filter, and each one's last message (a delete or purge marker: no record)."""
+        if self._js is None or self._bucket is None:  # made without open(): the watcher
+            return await self._watched(keys)
+        stream, prefix = f"KV_{self._bucket}", f"$KV.{self._bucket}."
+        info = await self._js.stream_info(stream, subjects_filter=prefix + keys)
+        out: dict[str, Record] = {}
+        for subject in (info.state.subjects or {}):
+            try:
+                msg = await self._js.get_last_msg(stream, subject)
+            except nats.js.errors.NotFoundError:
+                continue
+            op = (msg.headers or {}).get("KV-Operation")
+            if op in ("DEL", "PURGE") or not msg.data:
+                continue
+            out[subject.removeprefix(prefix)] = json.loads(msg.data)
+        return out
+
+    async def _watched(self, keys: str) -> dict[str, Record]:
+        """The records matching ``keys`` as a watcher's initial values report them."""
+        watcher = await self.kv.watch(keys)
+        found: dict[str, Record] = {}
+        try:
+            while True:
+                try:
+                    entry = await watcher.updates(timeout=self.timeout)  # type: ignore[no-untyped-call]
+                except nats.errors.TimeoutError:
+                    break
+                if entry is None:
+                    break
+                if entry.operation in (KV_DEL, KV_PURGE):
+                    found.pop(entry.key, None)
+                elif entry.value:
+                    found[entry.key] = json.loads(entry.value)
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+        return found
 
     async def resume(self, purge_of: Callable[[str, Record], Callable[[], Awaitable[None]]]
                      ) -> int:
