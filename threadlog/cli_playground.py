@@ -15,6 +15,7 @@ port in use is uvicorn's error (exit 1).
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,20 @@ async def serve_page(app: Any, host: str, port: int, url_note: str) -> None:
                                            timeout_graceful_shutdown=2))
     console.print(f"[green]threadlog playground[/] on http://{host}:{port}/ ({url_note}); "
                   "Ctrl-C to stop")
-    await server.serve()
+    # uvicorn re-raises the signal that stopped it once it has shut down, to run the
+    # handler that was in place before: with Python's default SIGTERM handler that kills
+    # the process before the embedded nats-server and the handlers are stopped. So the
+    # handler in place is ours: it only notes the signal, and the caller's cleanup runs.
+    previous = {sig: signal.signal(sig, _noted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        await server.serve()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _noted(signum: int, frame: Any) -> None:
+    """A stop signal re-raised by uvicorn after its shutdown: nothing more to do."""
 
 
 async def run_remote(endpoint: NatsEndpoint, host: str, port: int, agents: list[str],
