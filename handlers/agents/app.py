@@ -71,6 +71,7 @@ def register_agent_commands(broker: NatsBroker, generator: Generator) -> AbortSi
         return reply.model_dump(mode="json")
 
     @broker.subscriber(subjects.APPROVAL, queue=COMMAND_QUEUE, title=subjects.APPROVAL,
+                       max_workers=GENERATE_CONCURRENCY,
                        description="Approve or deny a tool call that needs approval; the "
                                    "paused generation resumes once its step is decided.")
     async def approval(body: DecideApproval) -> dict[str, Any]:
@@ -99,6 +100,9 @@ async def start_generation_queue(generator: Generator, nc: NATS, events_stream: 
     the worker taking the generations of its agents left by dead processes; stop it
     (``await queue.stop()``) before closing ``nc``."""
     async def resume(cmd: Generate) -> Any:
+        # the thread may have been written by another process since this one cached it
+        # (an approval decided elsewhere): decide on the log, not on a stale cache
+        await generator.runner.states.refresh(cmd.thread_id)
         return await generator.generate(cmd, from_queue=True)
 
     queue = GenerationQueue(nc, events_stream, config or GenerationQueueConfig(), resume)

@@ -27,6 +27,11 @@ Guarantees
   keep one result (the other stops with ``aborted``).
 - A worker takes only generations of agents it registered (filter subject per agent).
 
+Approval continuations (``handlers.agents.approvals``) are generations of this queue
+too: ``Generate(command_id=<approval command id>)``, queued before the decision that
+completes a paused step is appended. A deleted thread's queue messages are erased
+(:func:`erase_queued`, from ``handlers.threads.deletion``): they hold the prompt.
+
 Failure modes: a queue publish failure fails the generation before anything is
 appended; a worker error (NATS unavailable) naks the message with a delay of
 ``ack_wait``. Call-level tools and callbacks of ``Runtime.generate_text`` are not in
@@ -41,7 +46,7 @@ import hashlib
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +63,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
-from events import ThreadlogError
+from events import EventStore, ThreadlogError
 from handlers.agents.commands import Generate
 
 log = logging.getLogger(__name__)
@@ -83,8 +88,43 @@ class GenerationQueueConfig:
         return self.ack_wait / 3
 
 
+CONTINUATION_HEADER = "Threadlog-Continuation"
+CONTINUATION_TRIES = 3
+"""Deliveries of an approval continuation whose decision is not found before it is
+dropped: a process whose cached thread state predates the decision does not see it (the
+queue's worker does not refresh the thread before resuming), another may; a decision
+that never reached the log (its process died first) is dropped after these."""
+
+
 def agent_token(agent: str) -> str:
     return agent if _TOKEN.match(agent) else "h" + hashlib.sha1(agent.encode()).hexdigest()[:16]
+
+
+async def erase_queued(store: EventStore, command_ids: Collection[str]) -> int:
+    """Erase the queue messages of the generations ``command_ids`` still in the
+    ``<EVENTS>_GENERATIONS`` work queue (a deleted thread's: each holds its command, the
+    prompt included), with the stream's erasing delete (the server overwrites the bytes;
+    an ack only deletes). Returns how many were erased; idempotent.
+
+    The worker holding such a message keeps running its generation, which stops at its
+    next append to the deleted thread; its ack then finds nothing. Not covered: a
+    generation queued after this call (its command is refused by the deleted thread, but
+    its message holds the prompt until acked). Raises like :meth:`EventStore.erase_seqs`."""
+    ids = set(command_ids)
+    stream = f"{store.stream}_GENERATIONS"
+    try:
+        info = await store.js.stream_info(stream, subjects_filter=f"gen.{store.stream}.>")
+    except NotFoundError:
+        return 0
+    subjects = [s for s in (info.state.subjects or {}) if s.rsplit(".", 1)[-1] in ids]
+    erased = 0
+    for _ in range(10):  # one message per subject, unless queued again past the window
+        found = await store.last_seqs(stream, subjects)
+        if not found:
+            break
+        erased += await store.erase_seqs(stream, found.values())
+        subjects = list(found)
+    return erased
 
 
 class GenerationQueue:
@@ -175,13 +215,16 @@ class GenerationQueue:
         with contextlib.suppress(Exception):
             await self.nc.publish(f"sig.agent.gendone.{self.events_stream}.{command_id}", b"")
 
-    async def enqueue(self, cmd: Generate) -> Awaitable[Any]:
+    async def enqueue(self, cmd: Generate, *, continuation: bool = False) -> Awaitable[Any]:
         """Write the queue message now (before anything else on the connection); returns
-        the pending acknowledgement to await before the generation's first model call."""
+        the pending acknowledgement to await before the generation's first model call.
+        ``continuation``: an approval continuation (see :data:`CONTINUATION_TRIES`)."""
         subject = f"{self.prefix}.{agent_token(cmd.agent)}.{cmd.command_id}"
+        headers = {"Nats-Msg-Id": cmd.command_id}
+        if continuation:
+            headers[CONTINUATION_HEADER] = "1"
         ack = asyncio.ensure_future(self.js.publish(
-            subject, cmd.model_dump_json().encode(), stream=self.stream,
-            headers={"Nats-Msg-Id": cmd.command_id}))
+            subject, cmd.model_dump_json().encode(), stream=self.stream, headers=headers))
         await asyncio.sleep(0)  # let the publish write its message to the connection
         return ack
 
@@ -251,6 +294,12 @@ class GenerationQueue:
                     if exc.code == "unavailable" or (
                             exc.code == "timeout" and "deadline_s" not in exc.details):
                         raise  # not finished: tried again later
+                    if exc.code == "not_found" and (msg.headers or {}).get(
+                            CONTINUATION_HEADER) and \
+                            msg.metadata.num_delivered < CONTINUATION_TRIES:
+                        beat.cancel()
+                        await msg.nak(delay=self.config.ack_wait)
+                        return
             beat.cancel()
             await msg.ack()
         except asyncio.CancelledError:

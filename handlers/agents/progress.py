@@ -13,6 +13,10 @@ thread state and says where the generation is:
   complete: resume with those tools (``handlers.agents.steps``: a step's events are a
   chain a crash can cut short; the missing ``tool_call_requested`` events are appended,
   and the tools run again - at least once - only if their results are not saved);
+- an approval continuation (``handlers.agents.approvals``: its first pending message,
+  at step ``s+2``, saved with the decision that completed the paused step ``s``) whose
+  tool step is not complete: ``step`` is ``s`` and ``calls`` the paused step's (the
+  approved ones run, denied ones answer an error; saved results are reused);
 - otherwise the last link is pending: resume with a model call at that step. A model
   call whose usage was recorded but whose output was not saved (the process died in
   between) is made again: both calls are billed, as both were made.
@@ -33,9 +37,12 @@ from typing import Any
 from events import (
     EventStore,
     MessageFinalized,
+    MessageSaved,
     TextPart,
     ThreadlogError,
+    ToolApprovalDecided,
     ToolCallPart,
+    ToolResultPart,
     Usage,
     derived_id,
 )
@@ -85,6 +92,8 @@ def progress(state: ThreadState, command_id: str) -> Progress | None:
     while True:
         info = state.messages[p.message_id]
         if info.status == "pending":
+            if p.message_id == mid:
+                _continuation(state, command_id, p)
             return p
         step_ev = _finalized(state, command_id, f"s{p.step}a", p.message_id)
         nxt = derived_id("reply", command_id, str(p.step + 2))
@@ -105,6 +114,47 @@ def progress(state: ThreadState, command_id: str) -> Progress | None:
         p.finished = True
         p.final = _finalized(state, command_id, "final", p.message_id)
         return p
+
+
+def _continuation(state: ThreadState, command_id: str, p: Progress) -> None:
+    """An approval continuation (``handlers.agents.approvals``) whose tool step is not
+    complete: its first pending message (step ``s+2``) was saved with the decision, the
+    tools of the paused step ``s`` not (or their chain ``<command>-s<s>`` cut short).
+    Sets ``p.step`` to ``s`` and ``p.calls``/``p.content`` to the paused step's."""
+    own = state.commands.get(command_id + "-p", [])
+    decided = [e for e in own if isinstance(e, ToolApprovalDecided)]
+    if not decided:
+        return
+    s = p.step - 2
+    chain = state.commands.get(f"{command_id}-s{s}", [])
+    tool_msg = next((e for e in chain if isinstance(e, MessageSaved)), None)
+    if tool_msg is not None and len(chain) >= 1 + sum(
+            1 for c in tool_msg.content if isinstance(c, ToolResultPart)):
+        return  # the tool step is complete: the next is a model call
+    order = state.messages[p.message_id].order
+    paused_id = next((m.message_id for m in reversed(state.recent.values())
+                      if m.order == order and m.step_order == s and m.role == "assistant"),
+                     None)
+    if paused_id is None:
+        pa = state.approvals.get(decided[0].tool_call_id)
+        paused_id = pa.message_id if pa is not None else None
+    content = _content_of(state, paused_id) if paused_id is not None else None
+    if content is None:
+        return
+    p.step, p.content = s, content
+    p.calls = [c for c in content if isinstance(c, ToolCallPart)]
+
+
+def _content_of(state: ThreadState, message_id: str) -> list[Any] | None:
+    """The content of a finalized message, from the recent messages or its event."""
+    rec = state.recent.get(message_id)
+    if rec is not None and rec.status != "pending":
+        return list(rec.content)
+    for evs in reversed(state.commands.values()):
+        for e in evs:
+            if isinstance(e, MessageFinalized) and e.message_id == message_id:
+                return list(e.content)
+    return None
 
 
 async def recorded_result(store: EventStore, state: ThreadState, command_id: str,

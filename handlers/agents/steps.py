@@ -9,9 +9,12 @@ A tool step is two appends:
    tool: a resumed generation does not call the model again for it);
 2. the tools run (at least once: a crash before 3 runs them again on resume, with the
    same ``ToolContext.message_id`` and ``tool_call_id`` - together the idempotency key
-   (command, step, call) a tool with side effects can dedupe on);
+   (command, step, call) a tool with side effects can dedupe on); a call a human denied
+   (``tool_approval_decided``, approved false) does not run: its result is an error;
 3. ``<command>-s<step>``: the tool message with the results, their
-   ``tool_call_completed``/``tool_call_failed`` events and the next pending message.
+   ``tool_call_completed``/``tool_call_failed`` events and the next pending message
+   (unless it exists: an approval continuation saves it with the decision,
+   ``handlers.agents.approvals``).
 
 Both are ordered chains of single messages in one round trip
 (:meth:`CommandRunner.apply_chain`), not atomic batches: on a single-replica file
@@ -116,13 +119,22 @@ class StepsMixin:
         tid, order = cmd.thread_id, res.order or 0
         tool_msg_id = derived_id("tool", cmd.command_id, str(step))
         outputs = await self._recorded_results(cmd, res, calls, step, tool_msg_id)
+        state = await self.runner.states.get(tid) if res.persist else None
         if outputs is None:
             ctx = {"agent": agent, "user_id": cmd.user_id, "thread_id": tid,
                    "prompt_message_id": res.prompt_message_id, "message_id": res.message_id}
-            outputs = list(await asyncio.gather(*(
-                self.run_tool(by_name.get(c.tool_name), ToolCall(c.tool_call_id, c.tool_name,
-                                                                   c.args), ctx)
-                for c in calls)))
+
+            async def run(c: ToolCallPart) -> ToolResultPart:
+                pa = state.approvals.get(c.tool_call_id) if state is not None else None
+                if pa is not None and pa.approved is False:  # denied by a human
+                    why = f": {pa.reason}" if pa.reason else ""
+                    return ToolResultPart(tool_call_id=c.tool_call_id, tool_name=c.tool_name,
+                                          result=f"The user denied this tool call{why}",
+                                          is_error=True)
+                return await self.run_tool(by_name.get(c.tool_name),
+                                           ToolCall(c.tool_call_id, c.tool_name, c.args), ctx)
+
+            outputs = list(await asyncio.gather(*(run(c) for c in calls)))
         events: list[Event] = [MessageSaved(
             message_id=tool_msg_id, thread_id=tid, order=order, step_order=step + 1,
             role="tool", content=list(outputs), agent_name=agent.name)]
@@ -135,11 +147,16 @@ class StepsMixin:
                 events.append(ToolCallCompleted(thread_id=tid, message_id=tool_msg_id,
                                                 tool_call_id=out.tool_call_id,
                                                 tool_name=out.tool_name, result=out.result))
-        next_id = derived_id("reply", cmd.command_id, str(step + 2))
-        events.append(MessageSaved(message_id=next_id, thread_id=tid, order=order,
-                                   step_order=step + 2, role="assistant", content=[],
-                                   status="pending", agent_name=agent.name, model=agent.model,
-                                   prompt_message_id=res.prompt_message_id))
+        current = state.messages.get(res.message_id or "") if state is not None else None
+        if current is not None and current.status == "pending" \
+                and current.step_order == step + 2:
+            next_id = res.message_id or ""  # an approval continuation's, saved already
+        else:
+            next_id = derived_id("reply", cmd.command_id, str(step + 2))
+            events.append(MessageSaved(
+                message_id=next_id, thread_id=tid, order=order, step_order=step + 2,
+                role="assistant", content=[], status="pending", agent_name=agent.name,
+                model=agent.model, prompt_message_id=res.prompt_message_id))
         res.seq = await self._append_chain(cmd, f"s{step}", events, res.persist)
         messages.extend(to_chat_messages([
             ContextMessage(role="assistant", content=assistant),

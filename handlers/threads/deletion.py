@@ -3,9 +3,11 @@
 Deleting a thread appends ``thread_deleted``, then *erases* (not purges: a purge leaves
 the bytes in the server's block files; see ``docs/erasure-nats.md``):
 
-1. the stored command-log replies of the commands that produced the thread's events
-   (they may hold generated text), found from the events' ``Nats-Msg-Id`` /
-   causation / correlation ids (:meth:`CommandLog.erase_replies`);
+1. the messages of the thread's generations still in the generations work queue (they
+   hold the prompt: ``handlers.agents.durable.erase_queued``) and the stored
+   command-log replies of the commands that produced the thread's events (they may hold
+   generated text), found from the events' ``Nats-Msg-Id`` / causation / correlation
+   ids (:meth:`CommandLog.erase_replies`);
 2. every event of the thread except the content-free tombstone, ``thread_created`` last
    (it is how a user's threads are found again if the erasure is interrupted);
 3. the thread's canvases likewise (``CanvasService.purge_thread``);
@@ -48,6 +50,7 @@ from nats.js.errors import NotFoundError
 from events import Aggregate, ThreadlogError, Unavailable
 from events.replies import Reply
 from events.store import EventRef
+from handlers.agents.durable import erase_queued
 from handlers.runner import CommandRunner
 from handlers.streaming import thread_deltas_filter
 from handlers.threads import decisions as thread_decisions
@@ -79,6 +82,7 @@ class ThreadDeleter:
         log = self.runner.command_log
 
         async def erase_replies(refs: list[EventRef]) -> None:
+            await erase_queued(self.store, set().union(*(r.command_ids for r in refs)))
             if log is not None:
                 await log.erase_replies(self.store, refs)
 

@@ -76,8 +76,11 @@ async def test_tool_needing_approval_pauses_then_resumes_when_approved(rt: Runti
     done = (await c.decide_approval(tid, call_id, True)).value
     assert RAN == ["refund 5"]
     assert done["generation"]["text"] == "Refund done."
-    saved = [e.event for e in await events_of(rt, tid) if e.type == "message_saved"]
-    assert [(m.role, m.step_order) for m in saved] == [
+    # the continuation's pending reply (step 3) is appended with the decision, before
+    # the tool message (step 2): the order in the log is not the step order
+    saved = sorted((e.event for e in await events_of(rt, tid) if e.type == "message_saved"),
+                   key=lambda m: m.step_order)  # type: ignore[attr-defined]
+    assert [(m.role, m.step_order) for m in saved] == [  # type: ignore[attr-defined]
         ("user", 0), ("assistant", 1), ("tool", 2), ("assistant", 3)]
     with pytest.raises(ThreadlogError) as ei:
         await c.decide_approval(tid, call_id, False)
