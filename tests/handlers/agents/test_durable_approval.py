@@ -53,12 +53,27 @@ TOOLS_AGAIN = ("before:s1", "before:s3")
 
 
 async def queue_empty(rt: Runtime, events: str, timeout: float = 30) -> None:
-    """Bounded wait until no generation message is left in the work queue."""
+    """Bounded wait until no generation message is left in the work queue: the queue is
+    looked at again on every ack its consumers send (``$JS.ACK.<stream>.>``)."""
     js = rt.nc.jetstream()
-    deadline = time.monotonic() + timeout
-    while (await js.stream_info(f"{events}_GENERATIONS")).state.messages:
-        assert time.monotonic() < deadline, "generation messages left in the queue"
-        await asyncio.sleep(0.1)  # polling the stream's state: no event to wait on
+    stream = f"{events}_GENERATIONS"
+    acked = asyncio.Event()
+
+    async def on_ack(_msg: Any) -> None:
+        acked.set()
+
+    sub = await rt.nc.subscribe(f"$JS.ACK.{stream}.>", cb=on_ack)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                acked.clear()
+                if not (await js.stream_info(stream)).state.messages:
+                    return
+                await acked.wait()
+    except TimeoutError:
+        raise AssertionError("generation messages left in the queue") from None
+    finally:
+        await sub.unsubscribe()
 
 
 async def test_sigkill_during_an_approval_continuation_then_a_live_worker_finishes_it(
