@@ -33,9 +33,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from events.decoding import validate_request
-from events.identity import reply_allowed
 from events.ids import SafeId, new_id
-from events.replies import Reply, bounded_reply_bytes, reply_for
+from events.replies import Reply
+from events.serving import answer
 from handlers.agents.commands import Generate
 from handlers.agents.context import build_context
 from handlers.agents.generation import Generator
@@ -126,12 +126,4 @@ class ContextPreviewService:
         return Reply.success(result, result["seq"])
 
     async def _on_msg(self, msg: Any) -> None:
-        if not reply_allowed(msg.reply, msg.subject):
-            log.warning("dropped %s: its reply subject %r is not an inbox", msg.subject,
-                        msg.reply)
-            return
-        try:
-            reply = await self.handle(msg.subject, msg.data)
-        except Exception as exc:
-            reply = reply_for(exc, where=msg.subject)
-        await msg.respond(bounded_reply_bytes(reply, self._nc.max_payload))
+        await answer(msg, self.handle, self._nc.max_payload, log)

@@ -43,9 +43,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from events.decoding import validate_request
 from events.errors import Forbidden
-from events.identity import reply_allowed, subject_user
+from events.identity import subject_user
 from events.ids import SafeId, derived_id
-from events.replies import Reply, bounded_reply_bytes, reply_for
+from events.replies import Reply
+from events.serving import answer
 from scheduler.workflows import read
 from scheduler.workflows.api import WorkflowClient
 from scheduler.workflows.errors import UnknownWorkflow
@@ -137,15 +138,7 @@ class WorkflowService:
         self._subs = []
 
     async def _on_msg(self, msg: Any) -> None:
-        if not reply_allowed(msg.reply, msg.subject):
-            log.warning("dropped %s: its reply subject %r is not an inbox", msg.subject,
-                        msg.reply)
-            return
-        try:
-            reply = await self.handle(msg.subject, msg.data)
-        except Exception as exc:
-            reply = reply_for(exc, where=msg.subject)
-        await msg.respond(bounded_reply_bytes(reply, self.nc.max_payload))
+        await answer(msg, self.handle, self.nc.max_payload, log)
 
     async def handle(self, subject: str, data: bytes) -> Reply:
         """The reply to one request on ``subject`` (raises on refusal)."""
