@@ -988,7 +988,8 @@ class Projector:
                 "projector": self.health().to_dict()}
 
     def _read_states(self) -> tuple[list[dict[str, Any]], tuple[int, int | None]]:
-        assert self.con is not None
+        if self.con is None:  # closed by a retry while this call waited for the writer
+            return [], (0, None)
         cur = self.con.cursor()
         try:
             # A view with nothing to write may be ahead of its stored checkpoint (_idle).
