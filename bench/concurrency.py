@@ -4,7 +4,9 @@
 (``Client.generate_text``), each on a thread of its own: two model calls of
 ``--latency`` (1 s) through litellm's scripted provider with one tool step between, all
 persisted (prompt, pending message, tool call and result, final message, usage) and
-durable (each in the generation queue until finished). One handler process serves them.
+durable (each in the generation queue until finished). One handler process serves them
+(the issue's target), or with ``--workers N`` N more handler processes join its queue
+group (what spreading the intake over processes does on this machine).
 
 Figures: makespan (first request sent to last reply), ideal = 2 x latency, efficiency =
 ideal / makespan (target >= 0.9). The last line is one JSON object with ``generations``,
@@ -16,6 +18,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 from typing import Any
 
@@ -50,30 +55,82 @@ def respond(request: ScriptedRequest) -> Reply:
     return Reply.tool_call("lookup", {"q": "x"})
 
 
-async def amain(generations: int, latency: float) -> None:
+def bench_agents(latency: float) -> list[Agent]:
     scripted.configure("conc", latency_s=latency, responder=respond)
     scripted.configure("warm", responder=respond)
     settings_ = CallSettings(max_retries=0, backoff=NO_BACKOFF)
-    agents = [Agent(name=n, model=f"scripted/{n}", tools=[lookup], call_settings=settings_)
-              for n in ("conc", "warm")]
+    return [Agent(name=n, model=f"scripted/{n}", tools=[lookup], call_settings=settings_)
+            for n in ("conc", "warm")]
+
+
+async def serve_worker(url: str, creds: str, latency: float, data_dir: str) -> None:
+    """``--serve``: one more handler process on the benchmark's server, until SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    settings = Settings(nats_urls=[url], nats_creds=creds or None, data_dir=data_dir)
+    async with running(settings, agents=bench_agents(latency)):
+        print("ready", flush=True)
+        await stop.wait()
+
+
+def start_workers(n: int, url: str, creds: str, latency: float, base: str
+                  ) -> list[subprocess.Popen[str]]:
+    procs = []
+    for i in range(n):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.concurrency", "--serve", url, "--creds", creds,
+             "--latency", str(latency), "--data-dir", os.path.join(base, f"w{i}")],
+            stdout=subprocess.PIPE, text=True)
+        procs.append(proc)
+    for proc in procs:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("a benchmark worker did not start")
+    return procs
+
+
+def stop_workers(procs: list[subprocess.Popen[str]]) -> None:
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def amain(generations: int, latency: float, workers: int = 0) -> None:
+    agents = bench_agents(latency)
     with tempfile.TemporaryDirectory() as d:
         async with running(Settings(data_dir=d), agents=agents) as rt:
-            c = rt.client(USER)
-            c.timeout = 60.0
-            warm = (await c.create_thread()).value["thread_id"]
-            await c.generate_text("warm", warm, "warm up")
-            tids = await asyncio.gather(*(c.create_thread() for _ in range(generations)))
-            t0 = now()
-            res = await asyncio.gather(*(c.generate_text("conc", t.value["thread_id"], "go")
-                                         for t in tids))
-            makespan = now() - t0
+            procs: list[subprocess.Popen[str]] = []
+            try:
+                if workers:
+                    assert rt.embedded is not None
+                    procs = start_workers(workers, rt.urls[0],
+                                          str(rt.embedded.service_creds or ""), latency, d)
+                c = rt.client(USER)
+                c.timeout = 60.0
+                warm = (await c.create_thread()).value["thread_id"]
+                await c.generate_text("warm", warm, "warm up")
+                tids = await asyncio.gather(*(c.create_thread() for _ in range(generations)))
+                t0 = now()
+                res = await asyncio.gather(*(c.generate_text("conc", t.value["thread_id"],
+                                                             "go") for t in tids))
+                makespan = now() - t0
+            finally:
+                stop_workers(procs)
     ok = sum(1 for r in res if r.value["text"] == "done" and r.value["steps"] == 2)
     ideal = 2 * latency
     eff = ideal / makespan
-    report("concurrency", [("generations", generations, ""), ("succeeded", ok, ""),
+    report("concurrency", [("generations", generations, ""),
+                           ("handler processes", 1 + workers, ""), ("succeeded", ok, ""),
                            ("makespan s", makespan, ""), ("ideal s", ideal, ""),
                            ("efficiency", eff, ">= 0.9")],
-           {"bench": "concurrency", "generations": generations, "succeeded": ok,
+           {"bench": "concurrency", "generations": generations, "processes": 1 + workers,
+            "succeeded": ok,
             "makespan_s": round(makespan, 3), "ideal_s": ideal,
             "efficiency": round(eff, 3), "meets_target": eff >= 0.9 and ok == generations})
 
@@ -82,5 +139,17 @@ def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="threadlog bench concurrency")
     p.add_argument("--generations", type=int, default=200)
     p.add_argument("--latency", type=float, default=1.0, help="seconds per model call")
+    p.add_argument("--workers", type=int, default=0,
+                   help="more handler processes in the queue group (default 0: one process)")
+    p.add_argument("--serve", metavar="URL", help=argparse.SUPPRESS)
+    p.add_argument("--creds", default="", help=argparse.SUPPRESS)
+    p.add_argument("--data-dir", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    asyncio.run(amain(args.generations, args.latency))
+    if args.serve:
+        asyncio.run(serve_worker(args.serve, args.creds, args.latency, args.data_dir))
+        return
+    asyncio.run(amain(args.generations, args.latency, args.workers))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
