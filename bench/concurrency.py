@@ -69,13 +69,19 @@ async def serve_worker(url: str, creds: str, latency: float, data_dir: str) -> N
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     settings = Settings(nats_urls=[url], nats_creds=creds or None, data_dir=data_dir)
-    async with running(settings, agents=bench_agents(latency)):
+    async with running(settings, agents=bench_agents(latency)) as rt:
+        # warm up as the main process does (the first model call of a process pays
+        # litellm's lazy setup): not on the measured requests
+        warm = (await rt.client(USER).create_thread()).value["thread_id"]
+        await rt.generate_text("warm", USER, warm, "warm up")
         print("ready", flush=True)
         await stop.wait()
 
 
-def start_workers(n: int, url: str, creds: str, latency: float, base: str
-                  ) -> list[subprocess.Popen[str]]:
+async def start_workers(n: int, url: str, creds: str, latency: float, base: str
+                        ) -> list[subprocess.Popen[str]]:
+    """N handler processes, each ready (warmed up) before this returns; the wait runs
+    in a thread: their warm-up requests may be served by this process's handlers."""
     procs = []
     for i in range(n):
         proc = subprocess.Popen(
@@ -85,7 +91,9 @@ def start_workers(n: int, url: str, creds: str, latency: float, base: str
         procs.append(proc)
     for proc in procs:
         assert proc.stdout is not None
-        if proc.stdout.readline().strip() != "ready":
+        line = await asyncio.to_thread(proc.stdout.readline)
+        if line.strip() != "ready":
+            stop_workers(procs)
             raise RuntimeError("a benchmark worker did not start")
     return procs
 
@@ -109,8 +117,9 @@ async def amain(generations: int, latency: float, workers: int = 0) -> None:
             try:
                 if workers:
                     assert rt.embedded is not None
-                    procs = start_workers(workers, rt.urls[0],
-                                          str(rt.embedded.service_creds or ""), latency, d)
+                    procs = await start_workers(workers, rt.urls[0],
+                                                str(rt.embedded.service_creds or ""),
+                                                latency, d)
                 c = rt.client(USER)
                 c.timeout = 60.0
                 warm = (await c.create_thread()).value["thread_id"]
