@@ -69,11 +69,7 @@ async def serve_worker(url: str, creds: str, latency: float, data_dir: str) -> N
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     settings = Settings(nats_urls=[url], nats_creds=creds or None, data_dir=data_dir)
-    async with running(settings, agents=bench_agents(latency)) as rt:
-        # warm up as the main process does (the first model call of a process pays
-        # litellm's lazy setup): not on the measured requests
-        warm = (await rt.client(USER).create_thread()).value["thread_id"]
-        await rt.generate_text("warm", USER, warm, "warm up")
+    async with running(settings, agents=bench_agents(latency)):  # warms litellm up
         print("ready", flush=True)
         await stop.wait()
 

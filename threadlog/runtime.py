@@ -27,6 +27,7 @@ from handlers.agents.durable import GenerationQueueConfig
 from handlers.agents.generation import GenerationResult, ThreadOptions
 from handlers.app import Handlers
 from handlers.canvas.schema import CanvasSchema
+from handlers.llm.litellm_loader import warm_up
 from handlers.llm.usage_and_cost import ModelPrice
 from handlers.rate_limits import Limits, attach, open_rate_limiter, register_rate_limit_commands
 from handlers.streaming import DeltaStreamSpec, ensure_delta_stream
@@ -153,6 +154,8 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
         rt.watchdog = ConnectionWatchdog(
             lambda: [c for c in (nc, getattr(broker, "_connection", None)) if c is not None],
             settings.nats_down_exit_s or None)
+        if agents:  # a first generation must not pay litellm's lazy setup (~3 s loaded)
+            await warm_up()
         for part in extra_parts or []:
             await stack.enter_async_context(part(rt))
         if before_start is not None:
