@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-from collections.abc import Coroutine
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from threadlog.cli_health import health_command
 from threadlog.cli_options import CredsOpt, endpoint_for
 from threadlog.cli_playground import playground_command
 from threadlog.cli_projections import projections_app, sql_command
+from threadlog.cli_signals import until_signalled
 from threadlog.cli_workflows import workflows_app
 from threadlog.settings import Settings, load_settings
 
@@ -93,18 +92,9 @@ def serve(nats_url: str | None = NatsUrl, data_dir: Path | None = DataDir,
     except ThreadlogError as exc:
         console.print(f"[red]error:[/] {exc.message}", markup=True, highlight=False)
         raise typer.Exit(2) from None
-    asyncio.run(_with_signals(serve_forever(settings, console, app=app_obj)))
+    asyncio.run(until_signalled(serve_forever(settings, console, app=app_obj), console))
 
 
-async def _with_signals(main: Coroutine[Any, Any, None]) -> None:
-    loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(main)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        await task
-    except asyncio.CancelledError:
-        console.print("[dim]stopped[/]")
 
 
 @app.command()
@@ -129,7 +119,7 @@ def events_tail(thread: str | None = typer.Option(None, "--thread", help="only t
     from threadlog.tail import tail
 
     endpoint = endpoint_for(nats_url, creds, data_dir)
-    asyncio.run(_with_signals(tail(endpoint, stream, thread, from_seq, console)))
+    asyncio.run(until_signalled(tail(endpoint, stream, thread, from_seq, console), console))
 
 
 @app.command()

@@ -19,16 +19,14 @@ longer than ``THREADLOG_NATS_DOWN_EXIT_S`` so a supervisor restarts it.
 from __future__ import annotations
 
 import asyncio
-import signal
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
 
 from events import ThreadlogError
 from threadlog.app import App
+from threadlog.cli_signals import until_signalled
 from threadlog.nats_auth import NatsAuth
 from threadlog.settings import Settings, load_settings
 
@@ -88,15 +86,6 @@ def handlers_command(
         raise ThreadlogError("set THREADLOG_NATS_URLS: the handlers process runs no "
                              "embedded server", code="invalid_input")
     app_obj = load_app(app_spec) if app_spec else None
-    asyncio.run(_until_signalled(serve_handlers(settings, err, app=app_obj)))
+    asyncio.run(until_signalled(serve_handlers(settings, err, app=app_obj), err))
 
 
-async def _until_signalled(main: Coroutine[Any, Any, None]) -> None:
-    loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(main)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        await task
-    except asyncio.CancelledError:
-        err.print("[dim]stopped[/]")

@@ -51,8 +51,8 @@ def user_key(user_id: str, command_id: str) -> str:
 
 
 class PendingPurges:
-    def __init__(self, kv: KeyValue, *, timeout: float = 5.0,
-                 js: JetStreamContext | None = None, bucket: str | None = None) -> None:
+    def __init__(self, kv: KeyValue, js: JetStreamContext, bucket: str, *,
+                 timeout: float = 5.0) -> None:
         self.kv = kv
         self.timeout = timeout
         self._js = js
@@ -67,7 +67,7 @@ class PendingPurges:
         except BucketNotFoundError:
             kv = await js.create_key_value(KeyValueConfig(
                 bucket=bucket, storage=StorageType.FILE, replicas=replicas, history=1))
-        return cls(kv, js=js, bucket=bucket)
+        return cls(kv, js, bucket)
 
     async def add(self, key: str, record: Record) -> None:
         """Write the record (before replying to the command that owes the purge)."""
@@ -141,8 +141,6 @@ class PendingPurges:
     async def _current(self, keys: str) -> dict[str, Record]:
         """The records matching ``keys`` now: the bucket stream's subjects under the
         filter, and each one's last message (a delete or purge marker: no record)."""
-        if self._js is None or self._bucket is None:  # made without open(): the watcher
-            return await self._watched(keys)
         stream, prefix = f"KV_{self._bucket}", f"$KV.{self._bucket}."
         info = await self._js.stream_info(stream, subjects_filter=prefix + keys)
         out: dict[str, Record] = {}
@@ -156,26 +154,6 @@ class PendingPurges:
                 continue
             out[subject.removeprefix(prefix)] = json.loads(msg.data)
         return out
-
-    async def _watched(self, keys: str) -> dict[str, Record]:
-        """The records matching ``keys`` as a watcher's initial values report them."""
-        watcher = await self.kv.watch(keys)
-        found: dict[str, Record] = {}
-        try:
-            while True:
-                try:
-                    entry = await watcher.updates(timeout=self.timeout)  # type: ignore[no-untyped-call]
-                except nats.errors.TimeoutError:
-                    break
-                if entry is None:
-                    break
-                if entry.operation in (KV_DEL, KV_PURGE):
-                    found.pop(entry.key, None)
-                elif entry.value:
-                    found[entry.key] = json.loads(entry.value)
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
-        return found
 
     async def resume(self, purge_of: Callable[[str, Record], Callable[[], Awaitable[None]]]
                      ) -> int:
