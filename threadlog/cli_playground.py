@@ -71,6 +71,9 @@ async def serve_page(app: Any, host: str, port: int, url_note: str) -> None:
                                            timeout_graceful_shutdown=2))
     console.print(f"[green]threadlog playground[/] on http://{host}:{port}/ ({url_note}); "
                   "Ctrl-C to stop")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]warning:[/] the page is reachable from the network on {host}; "
+                      "anyone who can reach it acts with this playground's NATS credential")
     # uvicorn re-raises the signal that stopped it once it has shut down, to run the
     # handler that was in place before: with Python's default SIGTERM handler that kills
     # the process before the embedded nats-server and the handlers are stopped. So the
@@ -94,7 +97,7 @@ async def run_remote(endpoint: NatsEndpoint, host: str, port: int, agents: list[
     await endpoint.probe()
     bridge = await Bridge(endpoint).start()
     try:
-        app = create_app(bridge, agents=agents, default_user=user)
+        app = create_app(bridge, agents=agents, default_user=user, allowed_hosts=[host])
         await serve_page(app, host, port, f"{bridge.identity.role} "
                          f"{bridge.identity.name!r} on {endpoint.url}")
     finally:
@@ -112,7 +115,7 @@ async def run_embedded(settings: Settings, host: str, port: int, role: str, user
         creds = settings.data_dir / "creds" / f"playground-{role}-{user}.creds"
         endpoint = rt.embedded.endpoint_for(role, user, creds)
         app = create_app(endpoint, agents=[DEMO_AGENT],
-                         default_user=user if role == "user" else None)
+                         default_user=user if role == "user" else None, allowed_hosts=[host])
         await serve_page(app, host, port, f"embedded NATS {rt.urls[0]}, {role} {user!r}, "
                          f"model {settings.model}")
 

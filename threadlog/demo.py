@@ -229,7 +229,7 @@ async def workflow_section(rt: Runtime, settings: Settings, console: Console) ->
     creds = rt.endpoint.creds if rt.endpoint is not None else None
     argv = [sys.executable, "-m", "threadlog.demo_worker", rt.urls[0], str(creds or ""),
             settings.events_stream, str(runs_file)]
-    worker = _start_worker(argv)
+    worker = await _start_worker(argv)
     try:
         run_id = await wf.start(demo_worker.WORKFLOW, {}, user_id=USER)
         console.print(Text(f"run {run_id} started on worker pid {worker.pid}"))
@@ -240,7 +240,7 @@ async def workflow_section(rt: Runtime, settings: Settings, console: Console) ->
         killed = time.monotonic()
         console.print(Text(f"worker pid {worker.pid} SIGKILLed while step 2 "
                            "(write_report) ran", style="red"))
-        worker = _start_worker(argv)
+        worker = await _start_worker(argv)
         console.print(Text(f"new worker pid {worker.pid}; the run is redelivered "
                            f"{demo_worker.ACK_WAIT_S} s after the last heartbeat"))
         status = await wf.wait(run_id, timeout=30)
@@ -262,15 +262,17 @@ async def workflow_section(rt: Runtime, settings: Settings, console: Console) ->
         worker.wait()
 
 
-def _start_worker(argv: list[str]) -> subprocess.Popen[str]:
+async def _start_worker(argv: list[str]) -> subprocess.Popen[str]:
+    """The demo's worker process, once it says it is ready (read in a thread: this
+    process's handlers keep serving meanwhile; bounded)."""
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if line.strip() != "ready":
+    try:
+        await asyncio.wait_for(asyncio.to_thread(_read_until, proc, "ready"), timeout=60)
+    except BaseException:
         proc.kill()
         proc.wait()
-        raise ThreadlogError("the demo's workflow worker did not start", code="unavailable")
+        raise
     return proc
 
 

@@ -136,9 +136,9 @@ async def decide_approval(gen: Generator, cmd: DecideApproval) -> dict[str, Any]
     module) and answers its result (``generation``)."""
     # caught up first: another process may have paused (or continued) the generation
     state = await gen.runner.states.refresh(cmd.thread_id)
+    require_owned(state, cmd.user_id)  # before anything is queued or told about the thread
     k = continuation_id(cmd)
     if k + "-p" in state.commands:  # re-sent: the continuation's result
-        require_owned(state, cmd.user_id)
         return await _answer(gen, cmd, state, None)
     if cmd.command_id + "-d" not in state.commands:
         pa = state.approvals.get(cmd.tool_call_id)

@@ -39,6 +39,8 @@ from typing import Any
 
 from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -80,6 +82,15 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
 
 async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object. Only ``application/json`` from the page's own origin:
+    a cross-site form or ``text/plain`` POST (which a browser sends without asking) is
+    refused, so another site cannot act with this playground's credential."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise ThreadlogError("send application/json", code="invalid_input")
+    origin = request.headers.get("origin")
+    if origin is not None and origin != f"{request.url.scheme}://{request.headers.get('host')}":
+        raise ThreadlogError("cross-origin request refused", code="forbidden",
+                             details={"origin": origin})
     raw = await request.body()
     if len(raw) > MAX_BODY:
         raise ThreadlogError("request body too large", code="payload_too_large")
@@ -236,10 +247,12 @@ def routes() -> list[Route | Mount]:
 
 
 def create_app(nats: NatsEndpoint | Bridge, *, agents: list[str] | None = None,
-               default_user: str | None = None) -> Starlette:
+               default_user: str | None = None,
+               allowed_hosts: list[str] | None = None) -> Starlette:
     """The playground app for a NATS endpoint (connected at startup, closed at shutdown)
     or an already started :class:`Bridge` (left open). ``agents`` are offered in the
-    page's agent picker (any name can be typed); ``default_user`` is opened first."""
+    page's agent picker (any name can be typed); ``default_user`` is opened first;
+    ``allowed_hosts``: host names besides loopback the page may be reached by."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if isinstance(nats, Bridge):
@@ -253,7 +266,11 @@ def create_app(nats: NatsEndpoint | Bridge, *, agents: list[str] | None = None,
         finally:
             await bridge.close()
 
-    app = Starlette(routes=routes(), lifespan=lifespan)
+    # Only requests naming this machine: a DNS-rebinding page (another site re-resolved
+    # to 127.0.0.1) sends its own host name and is refused before any route runs.
+    hosts = ["127.0.0.1", "localhost", "::1", *(allowed_hosts or [])]
+    app = Starlette(routes=routes(), lifespan=lifespan,
+                    middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts)])
     app.state.agents = agents or []
     app.state.default_user = default_user
     return app

@@ -90,13 +90,40 @@ async def test_an_operator_playground_lists_every_user_but_cannot_act_for_them(
         await page.close()
 
 
+JSON = {"content-type": "application/json"}
+
+
 async def test_bad_input_is_a_structured_400(rt: Runtime, playground: PlaygroundFactory
                                              ) -> None:
     async with playground("user", "alice") as pg, httpx.AsyncClient(base_url=pg.url) as http:
         res = await http.get("/api/users/al.ice/threads")
         assert res.status_code == 400 and res.json()["error"]["code"] == "invalid_id"
-        res = await http.post("/api/users/alice/threads/t1/generate", content=b"[1]")
+        res = await http.post("/api/users/alice/threads/t1/generate", content=b"[1]",
+                              headers=JSON)
         assert res.status_code == 400 and res.json()["error"]["code"] == "invalid_json"
         res = await http.post("/api/users/alice/threads/t1/approval",
-                              content=json.dumps({"tool_call_id": "x", "approved": "yes"}))
+                              content=json.dumps({"tool_call_id": "x", "approved": "yes"}),
+                              headers=JSON)
         assert res.status_code == 400 and res.json()["error"]["code"] == "invalid_input"
+
+
+async def test_another_site_cannot_act_through_the_playground(
+        rt: Runtime, playground: PlaygroundFactory) -> None:
+    """A page of another site can make the browser send simple requests to the
+    playground (a ``text/plain`` POST, no preflight), and a DNS-rebinding page reaches it
+    under its own host name: all refused before anything is sent to NATS."""
+    before = await rt.store.last_seq()
+    async with playground("user", "alice") as pg, httpx.AsyncClient(base_url=pg.url) as http:
+        body = json.dumps({"agent": "assistant", "prompt": "hi"})
+        res = await http.post("/api/users/alice/threads/t1/generate", content=body,
+                              headers={"content-type": "text/plain"})
+        assert res.status_code == 400 and res.json()["error"]["code"] == "invalid_input"
+        res = await http.post("/api/users/alice/threads/t1/generate", content=body,
+                              headers={**JSON, "origin": "http://evil.example"})
+        assert res.status_code == 403 and res.json()["error"]["code"] == "forbidden"
+        res = await http.get("/api/users", headers={"host": "evil.example"})
+        assert res.status_code == 400
+        res = await http.post("/api/users/alice/threads", json={"title": "mine"},
+                              headers={"origin": pg.url.rstrip("/")})
+        assert res.status_code == 200, res.text  # the page's own origin is served
+    assert await rt.store.last_seq() == before + 1  # only the page's own request appended
