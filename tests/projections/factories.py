@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +54,7 @@ from events.workflow_events import (
     WorkflowStarted,
     run_aggregate,
 )
+from projections.projector import Projector
 
 
 async def create_thread(store: EventStore, user: str, thread: str | None = None,
@@ -161,3 +165,23 @@ def workflow_events(user: str, run: str) -> list[tuple[Aggregate, Any]]:
         (f, WorkflowStarted(run_id=run + "f", name="flow", user_id=user)),
         (f, WorkflowFailed(error=err)),
     ]
+
+
+@contextlib.asynccontextmanager
+async def running_projector(p: Projector) -> AsyncIterator[Projector]:
+    """``p`` (opened) running in the background; stopped (bounded) and closed after."""
+    task = asyncio.create_task(p.run())
+    try:
+        yield p
+    finally:
+        p.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+        await p.close()
+
+
+def message_ids(p: Projector, thread: str) -> set[str]:
+    """The ids of ``thread``'s rows in the running projector's ``messages`` view."""
+    with p.reading() as cur:
+        return {r[0] for r in cur.execute(
+            "SELECT message_id FROM messages WHERE thread_id = ?", [thread]).fetchall()}

@@ -5,10 +5,8 @@ be opened leaves the projector ``unavailable`` (queries say why) until it can.""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,8 @@ from projections.projector import Projector, ProjectorConfig
 from projections.queries import QueryService
 from projections.queries.models import MessagesGet
 from tests.conftest import LogWatch
-from tests.projections.factories import create_thread, save_message
+from tests.projections.factories import create_thread, message_ids, save_message
+from tests.projections.factories import running_projector as running
 from threadlog.embedded_nats import EmbeddedNats
 
 DISK_FULL = "IO Error: Could not write file \"views.duckdb.wal\": No space left on device"
@@ -37,24 +36,6 @@ def logwatch() -> Iterator[LogWatch]:
     logger.addHandler(watch)
     yield watch
     logger.removeHandler(watch)
-
-
-@contextlib.asynccontextmanager
-async def running(p: Projector) -> AsyncIterator[Projector]:
-    task = asyncio.create_task(p.run())
-    try:
-        yield p
-    finally:
-        p.stop()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 10)
-        await p.close()
-
-
-def message_ids(p: Projector, thread: str) -> set[str]:
-    with p.reading() as cur:
-        return {r[0] for r in cur.execute(
-            "SELECT message_id FROM messages WHERE thread_id = ?", [thread]).fetchall()}
 
 
 def errors(watch: LogWatch, needle: str) -> list[logging.LogRecord]:

@@ -18,7 +18,7 @@ from projections.projector import Projector, ProjectorConfig
 from projections.queries import QueryService
 from projections.queries.models import MessagesGet
 from tests.conftest import LogWatch
-from tests.projections.factories import create_thread, save_message
+from tests.projections.factories import create_thread, message_ids, running_projector, save_message
 from threadlog.embedded_nats import EmbeddedNats
 
 REBUILD = "rebuilding every view from the log"
@@ -38,20 +38,8 @@ async def running(config: ProjectorConfig, nc: NATS, srv: EmbeddedNats
                   ) -> AsyncIterator[Projector]:
     p = Projector(config, nc, srv.endpoint)
     await p.open()
-    task = asyncio.create_task(p.run())
-    try:
+    async with running_projector(p):
         yield p
-    finally:
-        p.stop()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 10)
-        await p.close()
-
-
-def message_ids(p: Projector, thread: str) -> set[str]:
-    with p.reading() as cur:
-        return {r[0] for r in cur.execute(
-            "SELECT message_id FROM messages WHERE thread_id = ?", [thread]).fetchall()}
 
 
 def truncate_tail(srv: EmbeddedNats, stream: str, keep: float) -> None:

@@ -7,7 +7,6 @@ result without calling the model."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,6 @@ from handlers.llm.tools import ToolContext, tool
 from tests.conftest import RuntimeFactory
 from threadlog.embedded_nats import EmbeddedNats
 from threadlog.runtime import Runtime, running
-from threadlog.settings import Settings
 
 from .gen_fault_worker import APPROVAL_POINTS, TOOL_STEPS, approval_agent
 from .test_durable_generation import (  # noqa: F401 (events_stream: a fixture)
@@ -42,6 +40,7 @@ from .test_durable_generation import (  # noqa: F401 (events_stream: a fixture)
     events_stream,
     exited,
     final_of,
+    killed_workers,
     spawn,
 )
 
@@ -83,17 +82,8 @@ async def test_sigkill_during_an_approval_continuation_then_a_live_worker_finish
         [(f"fia{p}", {"kill_at": p}) for p in range(len(APPROVAL_POINTS))]
         + [(f"fiam{n}", {"kill_model": n}) for n in range(2, TOOL_STEPS + 2)]
         + [(f"fiat{n}", {"kill_tool": n}) for n in range(1, TOOL_STEPS + 1)])
-    threads = {name: "t" + new_id()[:12] for name, _ in scenarios}
-    settings = Settings(nats_urls=[nats_server.url], nats_creds=nats_server.service_creds,
-                        data_dir=tmp_path / "recovery", events_stream=events_stream)
-    async with running(settings) as rt:
-        for tid in threads.values():
-            await rt.client(USER).create_thread(thread_id=tid)
-    procs = [spawn(nats_server, events_stream, tmp_path, name, threads[name], approval=1,
-                   **kill) for name, kill in scenarios]
-    codes = [await exited(p) for p in procs]
-    assert codes == [-signal.SIGKILL] * len(procs), [
-        p.stderr.read() for p in procs if p.stderr and p.returncode != -signal.SIGKILL]
+    threads, settings = await killed_workers(nats_server, events_stream, tmp_path, scenarios,
+                                             approval=1)
     undecided = {n for n, k in scenarios
                  if "kill_at" in k and APPROVAL_POINTS[k["kill_at"]] == UNDECIDED}
     agents = [approval_agent(name, tmp_path) for name, _ in scenarios]

@@ -82,23 +82,32 @@ async def events_stream(nats_server: EmbeddedNats) -> AsyncIterator[str]:
     await conn.close()
 
 
-async def test_sigkill_at_every_persist_point_then_a_live_worker_finishes_it(
-        nats_server: EmbeddedNats, events_stream: str, tmp_path: Path) -> None:
-    scenarios: list[tuple[str, dict[str, int]]] = (
-        [(f"fip{p}", {"kill_at": p}) for p in range(len(PERSIST_POINTS))]
-        + [(f"fim{n}", {"kill_model": n}) for n in range(1, TOOL_STEPS + 2)]
-        + [(f"fit{n}", {"kill_tool": n}) for n in range(1, TOOL_STEPS + 1)])
+async def killed_workers(nats_server: EmbeddedNats, events_stream: str, tmp_path: Path,
+                         scenarios: list[tuple[str, dict[str, int]]], **extra: int
+                         ) -> tuple[dict[str, str], Settings]:
+    """A thread per scenario, then a worker process per scenario that SIGKILLs itself
+    where its scenario says (asserted); returns the threads and the recovery settings."""
     threads = {name: "t" + new_id()[:12] for name, _ in scenarios}
     settings = Settings(nats_urls=[nats_server.url], nats_creds=nats_server.service_creds,
                         data_dir=tmp_path / "recovery", events_stream=events_stream)
     async with running(settings) as rt:
         for tid in threads.values():
             await rt.client(USER).create_thread(thread_id=tid)
-    procs = [spawn(nats_server, events_stream, tmp_path, name, threads[name], **kill)
+    procs = [spawn(nats_server, events_stream, tmp_path, name, threads[name], **extra, **kill)
              for name, kill in scenarios]
     codes = [await exited(p) for p in procs]
     assert codes == [-signal.SIGKILL] * len(procs), [
         p.stderr.read() for p in procs if p.stderr and p.returncode != -signal.SIGKILL]
+    return threads, settings
+
+
+async def test_sigkill_at_every_persist_point_then_a_live_worker_finishes_it(
+        nats_server: EmbeddedNats, events_stream: str, tmp_path: Path) -> None:
+    scenarios: list[tuple[str, dict[str, int]]] = (
+        [(f"fip{p}", {"kill_at": p}) for p in range(len(PERSIST_POINTS))]
+        + [(f"fim{n}", {"kill_model": n}) for n in range(1, TOOL_STEPS + 2)]
+        + [(f"fit{n}", {"kill_tool": n}) for n in range(1, TOOL_STEPS + 1)])
+    threads, settings = await killed_workers(nats_server, events_stream, tmp_path, scenarios)
     agents = [agent(name, tmp_path) for name, _ in scenarios]
     t0 = time.time()
     async with running(settings, agents=agents,
