@@ -37,6 +37,9 @@ from events.errors import Forbidden
 
 log = logging.getLogger(__name__)
 
+REFUSAL_GRACE_S = 0.2
+"""How long a live subscription waits, after the server's PONG, for a refusal whose
+error callback has not run yet (the stream's ``ready`` comes this much later)."""
 _VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "([^"]+)"', re.I)
 NO_RESPONDER_RETRIES = (0.005, 0.02, 0.05)
 LIVE_QUEUE_LIMIT = 10_000
@@ -194,10 +197,18 @@ class Bridge:
 
         subject = f"live.{user_id}.>"
         seen = len(self.violations)
+        refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.by_subject.setdefault(subject, []).append(refused)
         sub = await self.nc.subscribe(subject, cb=on_msg)
-        # the server answers the SUB (with -ERR if refused) before the flush's PONG, and
-        # nats-py runs the error callback in its read loop: a refusal is known here
+        # the server answers the SUB (with -ERR if refused) before the flush's PONG; the
+        # error callback may still be on its way (a task of nats-py's read loop, late
+        # under load): a refusal is waited for a moment after the PONG, bounded
         await self.nc.flush()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(refused), REFUSAL_GRACE_S)
+        waiting = self._waiters.by_subject.get(subject, [])
+        if refused in waiting:
+            waiting.remove(refused)
         if any(f'"{subject}"' in v for v in self.violations[seen:]):
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

@@ -18,11 +18,12 @@ from threadlog.embedded_nats import EmbeddedNats
 from threadlog.runtime import running
 from threadlog.settings import Settings
 
-from .test_erasure_nats import files_with, mark, nats_server  # noqa: F401 (a fixture)
+from .test_erasure_nats import files_with, mark
 
 
 async def test_a_running_generation_of_a_deleted_thread_leaves_no_prompt_on_disk(
-        nats_server: EmbeddedNats, tmp_path: Path) -> None:  # noqa: F811
+        fresh_nats_server: EmbeddedNats, tmp_path: Path) -> None:
+    nats_server = fresh_nats_server  # a store of its own: the scans read only this test's files
     stream = "EV" + uuid4().hex[:10].upper()
     model = "q" + uuid4().hex[:8]
     scripted.configure(model, latency_s=5.0, responder=lambda req: Reply.text("late"))
