@@ -33,6 +33,7 @@ from handlers.rate_limits import Limits, attach, open_rate_limiter, register_rat
 from handlers.streaming import DeltaStreamSpec, ensure_delta_stream
 from threadlog.app import App
 from threadlog.embedded_nats import EmbeddedNats
+from threadlog.gc_tuning import frozen_startup
 from threadlog.health import serve_health
 from threadlog.settings import Settings
 from threadlog.watchdog import ConnectionWatchdog
@@ -169,6 +170,8 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
             await conn.flush()
         # Answer ops.health (threadlog.health) while everything above runs.
         await stack.enter_async_context(serve_health(rt))
+        # Long-lived start-up objects out of the collector's way (threadlog.gc_tuning).
+        stack.enter_context(frozen_startup())
         yield rt
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 from faststream.nats import NatsBroker
@@ -99,11 +100,11 @@ async def start_generation_queue(generator: Generator, nc: NATS, events_stream: 
     """Make ``generator``'s generations durable (``handlers.agents.durable``) and start
     the worker taking the generations of its agents left by dead processes; stop it
     (``await queue.stop()``) before closing ``nc``."""
-    async def resume(cmd: Generate) -> Any:
+    async def resume(cmd: Generate, headers: Mapping[str, str]) -> Any:
         # the thread may have been written by another process since this one cached it
         # (an approval decided elsewhere): decide on the log, not on a stale cache
         await generator.runner.states.refresh(cmd.thread_id)
-        return await generator.generate(cmd, from_queue=True)
+        return await generator.generate(cmd, from_queue=True, queue_headers=headers)
 
     queue = GenerationQueue(nc, events_stream, config or GenerationQueueConfig(), resume)
     generator.queue = queue

@@ -46,7 +46,7 @@ import hashlib
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,7 +131,7 @@ class GenerationQueue:
     """The ``<EVENTS>_GENERATIONS`` work-queue stream, the liveness signals, the worker."""
 
     def __init__(self, nc: NATS, events_stream: str, config: GenerationQueueConfig,
-                 run: Callable[[Generate], Awaitable[Any]]) -> None:
+                 run: Callable[[Generate, Mapping[str, str]], Awaitable[Any]]) -> None:
         self.nc = nc
         self.js = nc.jetstream()
         self.events_stream = events_stream
@@ -139,7 +139,8 @@ class GenerationQueue:
         self.prefix = f"gen.{events_stream}"
         self.config = config
         self.run = run
-        """Runs a generation to its end (``Generator.generate`` from the queue)."""
+        """Runs a generation to its end (``Generator.generate`` from the queue), given
+        the queue message's headers (what :meth:`enqueue` was given as ``headers``)."""
         self.local: dict[str, asyncio.Future[None]] = {}
         """Generations this process runs now, by command id."""
         self.ended: OrderedDict[str, None] = OrderedDict()
@@ -215,12 +216,14 @@ class GenerationQueue:
         with contextlib.suppress(Exception):
             await self.nc.publish(f"sig.agent.gendone.{self.events_stream}.{command_id}", b"")
 
-    async def enqueue(self, cmd: Generate, *, continuation: bool = False) -> Awaitable[Any]:
+    async def enqueue(self, cmd: Generate, *, continuation: bool = False,
+                      headers: Mapping[str, str] | None = None) -> Awaitable[Any]:
         """Write the queue message now (before anything else on the connection); returns
         the pending acknowledgement to await before the generation's first model call.
-        ``continuation``: an approval continuation (see :data:`CONTINUATION_TRIES`)."""
+        ``continuation``: an approval continuation (see :data:`CONTINUATION_TRIES`);
+        ``headers``: more message headers, handed back to ``run`` by the worker."""
         subject = f"{self.prefix}.{agent_token(cmd.agent)}.{cmd.command_id}"
-        headers = {"Nats-Msg-Id": cmd.command_id}
+        headers = {**(headers or {}), "Nats-Msg-Id": cmd.command_id}
         if continuation:
             headers[CONTINUATION_HEADER] = "1"
         ack = asyncio.ensure_future(self.js.publish(
@@ -289,7 +292,7 @@ class GenerationQueue:
             else:
                 log.info("resuming generation %s", cmd.command_id)
                 try:
-                    await self.run(cmd)
+                    await self.run(cmd, dict(msg.headers or {}))
                 except ThreadlogError as exc:  # failed and finalized: finished
                     if exc.code == "unavailable" or (
                             exc.code == "timeout" and "deadline_s" not in exc.details):

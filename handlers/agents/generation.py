@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -100,6 +100,11 @@ class Generator(PromptMixin, StepsMixin):
         """The durable queue (``handlers.agents.durable``); without it generations run
         in-process only (a crash leaves them to a re-send)."""
         self.on_persist: PersistHook | None = None
+        self.admission: Callable[[Generate], contextlib.AbstractAsyncContextManager[Any]] \
+            | None = None
+        """Entered around a saved generation's steps (after its prompt and pending message
+        are appended, before its first model call) and left when they end or pause: a
+        limit on generations running at once. ``None``: no limit."""
         self._pending: set[asyncio.Future[None]] = set()
 
     async def generate(self, cmd: Generate, *, on_text: DeltaSink | None = None,
@@ -107,13 +112,16 @@ class Generator(PromptMixin, StepsMixin):
                        usage_handler: UsageHandler | None = None,
                        validate_object: Callable[[Any], Any] | None = None,
                        already_done: Awaitable[Any] | None = None,
-                       from_queue: bool = False) -> GenerationResult | Any:
+                       from_queue: bool = False,
+                       queue_headers: Mapping[str, str] | None = None
+                       ) -> GenerationResult | Any:
         """Run (or resume, or answer from the record) the generation of ``cmd``.
 
         Tools and the usage handler resolve call > thread > agent (most specific wins).
         ``already_done`` (the command log's lookup, started by the caller) is awaited after
         the prompt append: a stored reply is returned as is. ``from_queue``: called by the
-        queue's worker (the message is held already). With ``storage="none"`` nothing is
+        queue's worker (the message is held already; ``queue_headers`` are its
+        headers). With ``storage="none"`` nothing is
         saved to the thread (usage is still recorded) and nothing is durable."""
         agent = self.agents.get(cmd.agent)
         if cmd.output_schema is not None:
@@ -203,9 +211,11 @@ class Generator(PromptMixin, StepsMixin):
                 with contextlib.suppress(Exception):
                     await enqueued
             raise (await self._failed(cmd, res, exc, deadline_hit=False)) from exc
-        return await self.run_loop(cmd, agent, res, messages, p.step, on_text=on_text,
-                                   tools=tool_list, validate_object=validate_object,
-                                   resume=(p.calls, p.content), enqueued=enqueued)
+        async with self.admission(cmd) if self.admission is not None \
+                else contextlib.nullcontext():
+            return await self.run_loop(cmd, agent, res, messages, p.step, on_text=on_text,
+                                       tools=tool_list, validate_object=validate_object,
+                                       resume=(p.calls, p.content), enqueued=enqueued)
 
     async def _generate_unsaved(self, cmd: Generate, agent: Agent, tools: list[Any],
                                 handler: UsageHandler | None, on_text: DeltaSink | None,
