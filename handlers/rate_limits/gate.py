@@ -23,6 +23,7 @@ from typing import Any
 from events import Aggregate
 from events.envelope import EventEnvelope
 from handlers.agents.commands import Generate
+from handlers.agents.progress import progress
 from handlers.rate_limits.service import RateLimiter, estimate_tokens
 
 log = logging.getLogger(__name__)
@@ -49,15 +50,35 @@ def attach(generator: Any, limiter: RateLimiter) -> None:
 
 async def admit_generation(generator: Any, cmd: Generate) -> None:
     """Refuse ``cmd`` with ``rate_limited`` when its user is over a limit (no-op when
-    ``generator`` has no limiter attached)."""
+    ``generator`` has no limiter attached).
+
+    A re-sent command whose generation is already on its thread (running, paused or
+    finished) is not a new generation: it is neither refused nor charged again, so a
+    client retrying after a lost reply gets the recorded result (or waits for the
+    running generation) even at its limit. Only a limited user's command pays for that
+    check (one read of the thread's cached state)."""
     limiter = _LIMITERS.get(generator)
     if limiter is None:
+        return
+    limits = await limiter.limits_of(cmd.user_id)
+    if limits.unlimited or await _already_on_thread(generator, cmd):
         return
     try:
         max_tokens = generator.agents.get(cmd.agent).call_settings.max_tokens
     except Exception:  # an unknown agent: the generation refuses it right after
         max_tokens = None
-    await limiter.admit(cmd.user_id, estimate_tokens(cmd.prompt, max_tokens), cmd.command_id)
+    await limiter.admit(cmd.user_id, estimate_tokens(cmd.prompt, max_tokens), cmd.command_id,
+                        limits=limits)
+
+
+async def _already_on_thread(generator: Any, cmd: Generate) -> bool:
+    """Whether ``cmd``'s generation has its pending message on the thread already; a
+    thread that cannot be read counts as not (the generation then answers why)."""
+    try:
+        state = await generator.runner.states.get(cmd.thread_id)
+    except Exception:
+        return False
+    return progress(state, cmd.command_id) is not None
 
 
 async def _true_up(limiter: RateLimiter, user_id: str, env: EventEnvelope) -> None:

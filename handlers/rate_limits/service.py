@@ -78,11 +78,12 @@ class RateLimiter:
         override = await self.store.override(user_id)
         return override.over(self.defaults) if override is not None else self.defaults
 
-    async def admit(self, user_id: str, estimate: int, command_id: str | None = None
-                    ) -> Admission | None:
+    async def admit(self, user_id: str, estimate: int, command_id: str | None = None,
+                    *, limits: Limits | None = None) -> Admission | None:
         """Take one message and ``estimate`` tokens, or raise :class:`RateLimited`.
-        None: no limit applies (nothing was read or taken)."""
-        limits = await self.limits_of(user_id)
+        None: no limit applies (nothing was read or taken). ``limits``: the user's, when
+        the caller read them already (:meth:`limits_of`)."""
+        limits = limits if limits is not None else await self.limits_of(user_id)
         if limits.unlimited:
             return None
         now = self.clock()

@@ -190,3 +190,23 @@ async def test_no_limit_reads_nothing(runtime_factory: RuntimeFactory, nc: NATS,
 
         monkeypatch.setattr(lim.store.kv, "get", no_read)
         assert await lim.admit("kim", 10**9) is None
+
+
+async def test_a_resent_generation_is_answered_not_refused_nor_charged_again(
+        runtime_factory: RuntimeFactory, nc: NATS) -> None:
+    """A client retrying after a lost reply, at its limit: the re-send (same command id)
+    answers the recorded result, takes nothing from the bucket, calls no model; a new
+    command is still refused (reproduction: the re-send got ``rate_limited``)."""
+    async with limited(runtime_factory, nc, rate_messages_per_minute=1) as rt:
+        c = rt.client("erin")
+        tid = (await c.create_thread()).value["thread_id"]
+        cid = new_id()
+        first = await c.generate_text("clerk", tid, "hi", command_id=cid)
+        calls = len(scripted.requests(rt.parts["model"]))
+        level = await limiter(rt).store.state("erin")
+        assert level  # the first generation took from the bucket
+        again = await c.generate_text("clerk", tid, "hi", command_id=cid)
+        assert again.value == first.value
+        assert len(scripted.requests(rt.parts["model"])) == calls
+        assert await limiter(rt).store.state("erin") == level
+        assert (await refused(c, tid)).code == "rate_limited"
