@@ -38,6 +38,7 @@ from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NotFo
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from events.errors import Unavailable
+from events.kv_snapshot import kv_snapshot
 from handlers.rate_limits.limits import Override
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,13 @@ and the result to return."""
 
 
 class RateLimitStore:
-    def __init__(self, kv: KeyValue, bucket: str) -> None:
+    def __init__(self, kv: KeyValue, bucket: str, js: JetStreamContext) -> None:
         self.kv = kv
         self.bucket = bucket
+        self.js = js
         self.overrides: dict[str, Override] = {}
+        self._revisions: dict[str, int] = {}
+        """The revision of each user's override (or deletion) the watcher applied."""
         """Followed ``limit.*`` keys, by user (complete once :attr:`ready` is set)."""
         self.ready = asyncio.Event()
         self._watch: asyncio.Task[None] | None = None
@@ -70,7 +74,7 @@ class RateLimitStore:
         except BucketNotFoundError:
             kv = await js.create_key_value(KeyValueConfig(
                 bucket=bucket, storage=StorageType.FILE, replicas=replicas, history=1))
-        return cls(kv, bucket)
+        return cls(kv, bucket, js)
 
     # -- levels -------------------------------------------------------------------
     async def change(self, user_id: str, decide: Decide[T]) -> T:
@@ -143,7 +147,12 @@ class RateLimitStore:
 
     async def watch_overrides(self, timeout: float = 5.0) -> None:
         """Follow ``limit.*`` in the background; returns once the stored ones are in
-        (or after ``timeout``: checks read the key until then)."""
+        (or after ``timeout``: checks read the key until then).
+
+        The stored ones are read from the bucket's stream after the watcher started
+        (:func:`events.kv_snapshot.kv_snapshot`), not taken from the watcher's "initial
+        values are in" marker, which can come before a delivered value is processed:
+        an override would then be missed and the defaults applied to that user."""
         watcher = await self.kv.watch("limit.>")
 
         async def follow() -> None:
@@ -156,10 +165,11 @@ class RateLimitStore:
                             log.warning("rate limits: override watch: %s", exc)
                             await asyncio.sleep(1)  # back off, not a wait for state
                         continue
-                    if entry is None:
-                        self.ready.set()
+                    if entry is None:  # the (unreliable) end-of-initial-values marker
                         continue
                     user = entry.key.partition(".")[2]
+                    self._revisions[user] = max(self._revisions.get(user, 0),
+                                                entry.revision or 0)
                     if entry.operation in (KV_DEL, KV_PURGE):
                         self.overrides.pop(user, None)
                         continue
@@ -177,13 +187,37 @@ class RateLimitStore:
                     await watcher.stop()  # type: ignore[no-untyped-call]
 
         self._watch = asyncio.create_task(follow())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.ready.wait(), timeout)
+
+        async def load() -> None:
+            for key, stored in (await kv_snapshot(self.js, self.bucket, "limit.>")).items():
+                user = key.partition(".")[2]
+                if stored.revision <= self._revisions.get(user, 0):
+                    continue  # the watcher applied this value or a newer change
+                try:
+                    found = Override.from_dict(json.loads(stored.value))
+                except ValueError:
+                    found = None
+                if found is not None:
+                    self.overrides[user] = found
+            self.ready.set()
+
+        try:
+            await asyncio.wait_for(load(), timeout)
+        except TimeoutError:
+            log.warning("rate limits: overrides not loaded in %.0f s; checks read them", timeout)
 
     async def close(self) -> None:
+        """Stop following overrides. The follower is cancelled until it ends: on Python
+        3.11 ``asyncio.wait_for`` (inside nats-py's ``watcher.updates``) drops a
+        cancellation that arrives as its wait completes, and one cancel then left the
+        follower waiting for the next change (an hour) and this close with it."""
         task, self._watch = self._watch, None
         self.ready.clear()
-        if task is not None:
+        for _ in range(100):  # bounded: each round is at most 0.1 s
+            if task is None or task.done():
+                break
             task.cancel()
+            await asyncio.wait({task}, timeout=0.1)
+        if task is not None and task.done() and not task.cancelled():
             with contextlib.suppress(BaseException):
-                await task
+                task.result()

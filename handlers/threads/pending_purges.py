@@ -35,6 +35,8 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from events.kv_snapshot import kv_snapshot
+
 log = logging.getLogger(__name__)
 Record = dict[str, Any]
 RETRY_PAUSES = (0.1, 0.5, 2.0)
@@ -139,21 +141,10 @@ class PendingPurges:
         return pending
 
     async def _current(self, keys: str) -> dict[str, Record]:
-        """The records matching ``keys`` now: the bucket stream's subjects under the
-        filter, and each one's last message (a delete or purge marker: no record)."""
-        stream, prefix = f"KV_{self._bucket}", f"$KV.{self._bucket}."
-        info = await self._js.stream_info(stream, subjects_filter=prefix + keys)
-        out: dict[str, Record] = {}
-        for subject in (info.state.subjects or {}):
-            try:
-                msg = await self._js.get_last_msg(stream, subject)
-            except nats.js.errors.NotFoundError:
-                continue
-            op = (msg.headers or {}).get("KV-Operation")
-            if op in ("DEL", "PURGE") or not msg.data:
-                continue
-            out[subject.removeprefix(prefix)] = json.loads(msg.data)
-        return out
+        """The records matching ``keys`` now, read from the bucket's stream
+        (:func:`events.kv_snapshot.kv_snapshot`)."""
+        found = await kv_snapshot(self._js, self._bucket, keys)
+        return {key: json.loads(stored.value) for key, stored in found.items()}
 
     async def resume(self, purge_of: Callable[[str, Record], Callable[[], Awaitable[None]]]
                      ) -> int:

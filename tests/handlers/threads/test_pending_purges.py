@@ -18,6 +18,7 @@ from nats.aio.client import Client as NATS
 
 from events import new_id
 from handlers.threads.pending_purges import PendingPurges, thread_key
+from tests.events.kv_watchers import MarkerFirst
 
 
 @pytest.fixture
@@ -26,23 +27,6 @@ async def purges(nc: NATS) -> AsyncIterator[PendingPurges]:
     p = await PendingPurges.open(nc.jetstream(), bucket)
     yield p
     await nc.jetstream().delete_key_value(bucket)
-
-
-class MarkerFirst:
-    """A watcher that reports "no initial values" before the record reaches it."""
-
-    def __init__(self, real: Any) -> None:
-        self.real = real
-        self.sent_marker = False
-
-    async def updates(self, timeout: float = 5.0) -> Any:
-        if not self.sent_marker:
-            self.sent_marker = True
-            return None
-        return await self.real.updates(timeout=timeout)
-
-    async def stop(self) -> None:
-        await self.real.stop()
 
 
 async def test_a_record_the_watcher_has_not_processed_yet_is_still_pending(
