@@ -39,6 +39,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from events.errors import Unavailable
 from events.kv_snapshot import kv_snapshot
+from events.tasks import cancel_and_wait
 from handlers.rate_limits.limits import Override
 
 log = logging.getLogger(__name__)
@@ -213,11 +214,5 @@ class RateLimitStore:
         follower waiting for the next change (an hour) and this close with it."""
         task, self._watch = self._watch, None
         self.ready.clear()
-        for _ in range(100):  # bounded: each round is at most 0.1 s
-            if task is None or task.done():
-                break
-            task.cancel()
-            await asyncio.wait({task}, timeout=0.1)
-        if task is not None and task.done() and not task.cancelled():
-            with contextlib.suppress(BaseException):
-                task.result()
+        if task is not None:
+            await cancel_and_wait([task])

@@ -35,6 +35,7 @@ from nats.aio.msg import Msg
 
 from events.envelope import utcnow
 from events.store import EventStore
+from events.tasks import cancel_and_wait
 from scheduler.workflows.definition import WorkflowDefinition, Workflows
 from scheduler.workflows.errors import OwnershipLost
 from scheduler.workflows.execution import Execution, PersistHook, Suspended
@@ -75,14 +76,7 @@ class WorkflowWorker:
         return self
 
     async def stop(self) -> None:
-        for t in self._loops:
-            t.cancel()
-        runs = list(self._runs.values())
-        for t in runs:
-            t.cancel()
-        for t in [*self._loops, *runs]:
-            with contextlib.suppress(BaseException):
-                await t
+        await cancel_and_wait([*self._loops, *self._runs.values()])  # (events.tasks)
         for psub in self._subs:
             with contextlib.suppress(Exception):
                 await psub.unsubscribe()
