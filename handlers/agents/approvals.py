@@ -54,6 +54,7 @@ from handlers.agents.commands import DecideApproval, Generate
 from handlers.agents.definition import Agent
 from handlers.agents.generation import GenerationResult, Generator, ThreadOptions
 from handlers.agents.progress import progress
+from handlers.agents.tool_refs import tool_headers
 from handlers.llm.tools import resolve_tools
 from handlers.threads.decisions import Decision, require_owned
 from handlers.threads.state import ThreadState
@@ -227,7 +228,8 @@ async def _continue(gen: Generator, cmd: DecideApproval, state: ThreadState,
         try:
             ack = None
             if decide is not None:
-                ack = await q.enqueue(gcmd, continuation=True)  # before the decision
+                ack = await q.enqueue(gcmd, continuation=True,  # before the decision
+                                      headers=tool_headers(agent.tools, tools))
                 try:
                     await record()
                 except BaseException:

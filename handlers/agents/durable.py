@@ -32,10 +32,22 @@ too: ``Generate(command_id=<approval command id>)``, queued before the decision 
 completes a paused step is appended. A deleted thread's queue messages are erased
 (:func:`erase_queued`, from ``handlers.threads.deletion``): they hold the prompt.
 
+Call-level and thread-level tools (``Runtime.generate_text(tools=...)``,
+``Runtime.configure_thread``) travel as import references (``handlers.agents.tool_refs``):
+the message names every tool of the generation that is not its agent's own
+(``Threadlog-Tools``); a worker resumes it only if it resolves them all, else it naks
+it (``unavailable``) for a worker that can. A generation with a tool that has no
+reference (a closure, a tool of ``__main__``) is process-bound
+(``Threadlog-Process-Bound``): once its process is gone the worker finalizes it as
+``failed``, code ``worker_lost``, without calling the model or any tool. Callbacks
+(``on_text``, the usage handler, an output model's validator) stay with their caller:
+a generation resumed elsewhere uses the agent's usage handler and the command's
+``output_schema``.
+
 Failure modes: a queue publish failure fails the generation before anything is
-appended; a worker error (NATS unavailable) naks the message with a delay of
-``ack_wait``. Call-level tools and callbacks of ``Runtime.generate_text`` are not in
-the queue: a generation resumed elsewhere uses the agent's own tools and handlers.
+appended; a worker error (NATS unavailable, a tool reference this process cannot
+import) naks the message with a delay of ``ack_wait`` (a reference no worker can import
+keeps the generation queued, and its message pending, until one can).
 """
 
 from __future__ import annotations
@@ -64,6 +76,7 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 
 from events import EventStore, ThreadlogError
+from events.tasks import cancel_and_wait
 from handlers.agents.commands import Generate
 
 log = logging.getLogger(__name__)
@@ -177,11 +190,7 @@ class GenerationQueue:
 
     async def stop(self) -> None:
         """Stop fetching; messages held or in flight are left to redelivery."""
-        for t in list(self._tasks):
-            t.cancel()
-        for t in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await t
+        await cancel_and_wait(list(self._tasks))  # cancelled until they end (events.tasks)
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

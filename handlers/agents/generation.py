@@ -23,6 +23,16 @@ Guarantees
   validator (``handlers.llm.output_schema``); otherwise one repair call (not streamed,
   no tools, not counted against ``max_steps``) shows the model its answer and the errors.
   The saved message's text is the object's JSON.
+- Call-level and thread-level tools (those that are not the agent's own) go into the
+  queue message as import references (``handlers.agents.tool_refs``): a worker resuming
+  the generation runs with them at the same precedence (call > thread > agent), or, if
+  it cannot import one, does not run it (``unavailable``: naked for another worker). A
+  generation with a tool without a reference is process-bound: resumed after its
+  process died, its pending message is finalized ``failed`` with code ``worker_lost``
+  (details ``tools``), calling neither the model nor any tool (a step's unsaved tool
+  results become errors); a re-send answers that failure. Callbacks (``on_text``, the
+  call's or thread's usage handler, ``validate_object``) are the caller's: a resumed
+  run uses the agent's usage handler and the command's ``output_schema`` only.
 
 Failure modes: refusals (budget, unknown agent, foreign thread, an ``output_schema``
 that is not a valid JSON schema: ``invalid_input``) append nothing; provider errors
@@ -38,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
@@ -48,15 +59,22 @@ from handlers.agents.commands import Generate
 from handlers.agents.context import build_context
 from handlers.agents.definition import Agent, AgentRegistry, UsageHandler
 from handlers.agents.durable import GenerationQueue
-from handlers.agents.progress import progress, recorded_result
+from handlers.agents.progress import Progress, progress, recorded_result
 from handlers.agents.prompt import PromptMixin
 from handlers.agents.result import GenerationResult, ThreadOptions, abort_key, add_usage, embedded
 from handlers.agents.steps import PersistHook, StepsMixin, ToolRunner
+from handlers.agents.tool_refs import (
+    ToolRefError,
+    carried_tools,
+    not_run,
+    process_bound,
+    tool_headers,
+)
 from handlers.llm.errors import InvalidModelOutput
 from handlers.llm.output_schema import ObjectParseError, OutputSchema, check_output_schema
 from handlers.llm.results import ModelResult
 from handlers.llm.structured_output import repair_messages
-from handlers.llm.tools import resolve_tools
+from handlers.llm.tools import Tool, resolve_tools
 from handlers.runner import CommandRunner
 from handlers.streaming import DeltaWriter
 from handlers.threads.decisions import require_owned
@@ -64,6 +82,7 @@ from handlers.threads.decisions import require_owned
 __all__ = ["DeltaSink", "GenerationResult", "Generator", "StepCaller", "ThreadOptions",
            "ToolRunner", "add_usage"]
 DeltaSink = Callable[[str], Awaitable[None]]
+log = logging.getLogger(__name__)
 BudgetCheck = Callable[[str, str, list[dict[str, Any]], int | None], Awaitable[Any]]
 
 
@@ -100,11 +119,13 @@ class Generator(PromptMixin, StepsMixin):
         """The durable queue (``handlers.agents.durable``); without it generations run
         in-process only (a crash leaves them to a re-send)."""
         self.on_persist: PersistHook | None = None
-        self.admission: Callable[[Generate], contextlib.AbstractAsyncContextManager[Any]] \
-            | None = None
-        """Entered around a saved generation's steps (after its prompt and pending message
-        are appended, before its first model call) and left when they end or pause: a
-        limit on generations running at once. ``None``: no limit."""
+        self.admission: Callable[[Generate, asyncio.Event],
+                                 contextlib.AbstractAsyncContextManager[Any]] | None = None
+        """Entered around a generation's steps (after its prompt and pending message are
+        appended and its queue message is stored, before its first model call, within
+        its deadline) and left when they end or pause: a limit on generations running at
+        once (``handlers.generation_limits``), given the generation's abort event; what
+        it raises fails the generation like a step would. ``None``: no limit."""
         self._pending: set[asyncio.Future[None]] = set()
 
     async def generate(self, cmd: Generate, *, on_text: DeltaSink | None = None,
@@ -121,8 +142,9 @@ class Generator(PromptMixin, StepsMixin):
         ``already_done`` (the command log's lookup, started by the caller) is awaited after
         the prompt append: a stored reply is returned as is. ``from_queue``: called by the
         queue's worker (the message is held already; ``queue_headers`` are its
-        headers). With ``storage="none"`` nothing is
-        saved to the thread (usage is still recorded) and nothing is durable."""
+        headers: the tools it carries are resolved before anything runs, see the
+        module). With ``storage="none"`` nothing is saved to the thread (usage is still
+        recorded) and nothing is durable."""
         agent = self.agents.get(cmd.agent)
         if cmd.output_schema is not None:
             check_output_schema(cmd.output_schema)  # invalid_input, before any append
@@ -131,6 +153,9 @@ class Generator(PromptMixin, StepsMixin):
                                     [{"role": "user", "content": cmd.prompt or ""}],
                                     agent.call_settings.max_tokens)
         topts = self.thread_options.get(cmd.thread_id, ThreadOptions())
+        lost = process_bound(queue_headers) if from_queue else None
+        if from_queue and lost is None:
+            tools = [*(tools or []), *self._carried(cmd, queue_headers)]  # before any run
         tool_list = list(resolve_tools(agent.tools, topts.tools, tools).values())
         handler = usage_handler or topts.usage_handler or agent.usage_handler
         if agent.storage == "none":
@@ -154,11 +179,54 @@ class Generator(PromptMixin, StepsMixin):
             if fut is None:
                 continue
             try:
+                if lost is not None and (p is None or not p.finished):
+                    await self._lost(cmd, agent, p, lost)
+                    return None
                 ack = None if from_queue or (p is not None and p.finished) \
-                    else await q.enqueue(cmd)
+                    else await q.enqueue(cmd, headers=tool_headers(agent.tools, tool_list))
                 return await self._generate_saved(*args, ack)
             finally:
                 q.release(cmd, fut)
+
+    @staticmethod
+    def _carried(cmd: Generate, headers: Mapping[str, str] | None) -> list[Tool[Any]]:
+        """The call-level and thread-level tools a queue message carries, resolved here
+        (``handlers.agents.tool_refs``); ``unavailable`` if one does not resolve in this
+        process: the queue's worker naks the message for a worker that has them."""
+        try:
+            return carried_tools(headers)
+        except ToolRefError as exc:
+            raise ThreadlogError(
+                f"generation {cmd.command_id!r} needs a tool this process cannot load: {exc}",
+                code="unavailable", details={"command_id": cmd.command_id,
+                                             "reason": str(exc)}) from exc
+
+    async def _lost(self, cmd: Generate, agent: Agent, p: Progress | None,
+                    names: list[str]) -> None:
+        """A process-bound generation (tools without an import reference) whose process
+        died: finalize its pending message as ``failed``, code ``worker_lost``, calling
+        neither the model nor any tool. A step whose tools were to run gets their saved
+        results or, for those not saved, error results (none runs), then the next pending
+        message, finalized as failed. Raises the recorded error (a re-send answers it); a
+        generation that never saved its pending message is dropped (``None``)."""
+        if p is None:
+            log.warning("generation %s: its process died before it started; its tools "
+                        "(%s) existed only there: dropped", cmd.command_id, ", ".join(names))
+            return None
+        err = ThreadlogError(
+            f"the process running this generation died, and its tools {', '.join(names)} "
+            "existed only there (no import reference: define them with @tool at module "
+            "level to let another process resume it)", code="worker_lost",
+            details={"tools": names})
+        res = GenerationResult(cmd.thread_id, p.prompt_message_id, p.message_id, p.order, "",
+                               steps=p.model_steps, usage=p.usage, cost=p.cost)
+        if p.calls:  # the step's tools: saved results, else errors (nothing runs)
+            stubs = {c.tool_name: not_run(c.tool_name, err.message) for c in p.calls}
+            try:
+                await self._run_tools(cmd, agent, res, p.calls, p.step, stubs, [], p.content)
+            except BaseException as exc:
+                raise (await self._failed(cmd, res, exc, deadline_hit=False)) from exc
+        raise await self._failed(cmd, res, err, deadline_hit=False)
 
     async def _generate_saved(self, cmd: Generate, agent: Agent, tool_list: list[Any],
                               handler: UsageHandler | None, on_text: DeltaSink | None,
@@ -211,11 +279,9 @@ class Generator(PromptMixin, StepsMixin):
                 with contextlib.suppress(Exception):
                     await enqueued
             raise (await self._failed(cmd, res, exc, deadline_hit=False)) from exc
-        async with self.admission(cmd) if self.admission is not None \
-                else contextlib.nullcontext():
-            return await self.run_loop(cmd, agent, res, messages, p.step, on_text=on_text,
-                                       tools=tool_list, validate_object=validate_object,
-                                       resume=(p.calls, p.content), enqueued=enqueued)
+        return await self.run_loop(cmd, agent, res, messages, p.step, on_text=on_text,
+                                   tools=tool_list, validate_object=validate_object,
+                                   resume=(p.calls, p.content), enqueued=enqueued)
 
     async def _generate_unsaved(self, cmd: Generate, agent: Agent, tools: list[Any],
                                 handler: UsageHandler | None, on_text: DeltaSink | None,
@@ -254,13 +320,15 @@ class Generator(PromptMixin, StepsMixin):
             async with deadline:
                 if enqueued is not None:
                     await enqueued  # durable before the first model call
-                tool_list = agent.tools if tools is None else tools
-                if resume[0]:
-                    step = await self._run_tools(cmd, agent, res, resume[0], step,
-                                                 {t.name: t for t in tool_list}, messages,
-                                                 resume[1])
-                await self._loop(cmd, agent, res, messages, step, tool_list, on_text,
-                                 writer, abort, validate_object)
+                async with self.admission(cmd, abort) if self.admission is not None \
+                        else contextlib.nullcontext():  # a slot, within the deadline
+                    tool_list = agent.tools if tools is None else tools
+                    if resume[0]:
+                        step = await self._run_tools(cmd, agent, res, resume[0], step,
+                                                     {t.name: t for t in tool_list},
+                                                     messages, resume[1])
+                    await self._loop(cmd, agent, res, messages, step, tool_list, on_text,
+                                     writer, abort, validate_object)
         except BaseException as exc:
             err = await self._failed(cmd, res, exc, deadline_hit=isinstance(
                 exc, TimeoutError) and deadline.expired())
@@ -400,3 +468,4 @@ class Generator(PromptMixin, StepsMixin):
             generation={"steps": res.steps, "usage": res.usage.model_dump(), "cost": res.cost})
         _, seq = await self._append(cmd, "final", [ev], res.persist)
         return int(seq)
+
