@@ -92,7 +92,7 @@ def runtime_factory(nats_server: EmbeddedNats, tmp_path: Path) -> RuntimeFactory
             await js.delete_key_value(f"{name}_purges")
             with contextlib.suppress(NotFoundError):
                 await js.delete_key_value(f"{name}_rate_limits")
-            for queue in (f"{name}_GENERATIONS", f"{name}_WF"):  # made only by some parts
+            for queue in (f"{name}_GENERATIONS", f"{name}_WF", f"{name}_GENSLOTS"):  # made only by some parts
                 with contextlib.suppress(NotFoundError):
                     await js.delete_stream(queue)
             await conn.close()

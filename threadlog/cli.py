@@ -18,6 +18,7 @@ from threadlog.cli_bench import BENCH_CONTEXT, bench_command
 from threadlog.cli_billing import invoices_app, usage_command
 from threadlog.cli_cluster import cluster_app
 from threadlog.cli_credentials import credentials_app
+from threadlog.cli_generations import generations_app
 from threadlog.cli_health import health_command
 from threadlog.cli_options import CredsOpt, endpoint_for
 from threadlog.cli_playground import playground_command
@@ -35,6 +36,7 @@ app.add_typer(projections_app, name="projections")
 app.add_typer(invoices_app, name="invoices")
 app.add_typer(credentials_app, name="credentials")
 app.add_typer(workflows_app, name="workflows")
+app.add_typer(generations_app, name="generations")
 app.add_typer(cluster_app, name="cluster")
 app.command("health")(health_command)
 app.command("playground")(playground_command)

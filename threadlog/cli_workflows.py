@@ -18,62 +18,25 @@ import json
 from pathlib import Path
 from typing import Any
 
-import nats.errors
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from events import ThreadlogError, Unavailable
+from events import ThreadlogError
 from events.ids import derived_id
-from events.replies import Reply
-from threadlog.cli_options import CredsOpt, endpoint_for
+from threadlog.cli_options import CredsOpt, DataDir, NatsUrl, ops_request
 
 workflows_app = typer.Typer(help="Workflow runs: list, status, cancel (operators).",
                             no_args_is_help=True)
 console = Console()
-NatsUrl = typer.Option(..., "--nats-url", help="NATS URL(s), comma separated",
-                       envvar="THREADLOG_NATS_URLS")
-DataDir = typer.Option(None, "--data-dir", envvar="THREADLOG_DATA_DIR",
-                       help="where the local service credentials are (without --creds)")
-Timeout = 30.0
-CONNECT_TIMEOUT = 3.0
-
-
-async def ops_request(nats_url: str, creds: Path | None, data_dir: Path | None,
-                      op: str, body: dict[str, Any]) -> Any:
-    """The result of ``ops.workflows.<op>`` (raises :class:`ThreadlogError`)."""
-    endpoint = endpoint_for(nats_url, creds, data_dir)
-    errors: list[str] = []
-
-    async def quiet(exc: Exception) -> None:
-        errors.append(f"{type(exc).__name__}: {exc}")
-
-    try:  # bounded: nats-py's connect to a refused port does not return on its own
-        nc = await asyncio.wait_for(endpoint.connect(
-            connect_timeout=CONNECT_TIMEOUT, allow_reconnect=False, max_reconnect_attempts=0,
-            error_cb=quiet), CONNECT_TIMEOUT + 1)
-    except Exception as exc:
-        why = errors[-1] if errors else f"{type(exc).__name__}: {exc}"
-        raise Unavailable(f"cannot connect to {endpoint.url} as "
-                          f"{endpoint.creds or 'anonymous'}: {why}") from None
-    try:
-        msg = await nc.request(f"ops.workflows.{op}", json.dumps(body).encode(),
-                               timeout=Timeout)
-    except nats.errors.NoRespondersError:
-        raise Unavailable("no threadlog serve is answering ops.workflows.* "
-                          f"on {endpoint.url}") from None
-    except nats.errors.TimeoutError:
-        raise ThreadlogError(f"no reply from ops.workflows.{op} in {Timeout}s",
-                             code="timeout") from None
-    finally:
-        await nc.close()
-    return Reply.model_validate_json(msg.data).unwrap()
+TIMEOUT = 30.0
 
 
 def _run(nats_url: str, creds: Path | None, data_dir: Path | None, op: str,
          body: dict[str, Any]) -> Any:
     try:
-        return asyncio.run(ops_request(nats_url, creds, data_dir, op, body))
+        return asyncio.run(ops_request(nats_url, creds, data_dir, f"ops.workflows.{op}", body,
+                                       timeout=TIMEOUT, answering="ops.workflows.*"))
     except ThreadlogError as exc:
         typer.echo(f"error: [{exc.code}] {exc.message}", err=True)
     except Exception as exc:  # a connection error nats-py raised: one line, no traceback

@@ -27,6 +27,13 @@ from handlers.agents.durable import GenerationQueueConfig
 from handlers.agents.generation import GenerationResult, ThreadOptions
 from handlers.app import Handlers
 from handlers.canvas.schema import CanvasSchema
+from handlers.generation_limits import (
+    GenerationLimits,
+    SlotsConfig,
+    open_generation_slots,
+    register_generation_limit_commands,
+)
+from handlers.generation_limits import attach as attach_generation_slots
 from handlers.llm.litellm_loader import warm_up
 from handlers.llm.usage_and_cost import ModelPrice
 from handlers.rate_limits import Limits, attach, open_rate_limiter, register_rate_limit_commands
@@ -72,7 +79,17 @@ class Runtime:
                             command_id: str | None = None) -> GenerationResult:
         """Generate in this process with call-level tools, usage handler, a text callback
         and a pydantic output model (the command path takes only JSON). Same guarantees
-        as ``cmd.agent.generate``."""
+        as ``cmd.agent.generate``.
+
+        If this process dies, another worker of the agent finishes the generation
+        (``handlers.agents.durable``) with these ``tools`` and the thread-level ones
+        (``configure_thread``) when each is a ``@tool`` defined at module level in a
+        module that worker can import (``handlers.agents.tool_refs``); a tool made in a
+        function (a closure) or in ``__main__`` binds the generation to this process: it
+        then fails with code ``worker_lost``. ``on_text``, ``usage_handler`` and
+        ``output_model``'s validator belong to this caller and are not run after a
+        takeover: the resumed run records usage with the agent's handler and checks the
+        answer against the command's ``output_schema`` (the model's JSON schema) only."""
         cmd = Generate(command_id=command_id or new_id(), user_id=user_id, agent=agent,
                        thread_id=thread_id, prompt=prompt, prompt_message_id=prompt_message_id,
                        output_schema=output_model.model_json_schema() if output_model else None)
@@ -94,12 +111,15 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
                   prices: Mapping[str, ModelPrice] | None = None,
                   before_start: Callable[[Runtime], Awaitable[None]] | None = None,
                   app: App | None = None,
-                  generation_queue: GenerationQueueConfig | None = None
+                  generation_queue: GenerationQueueConfig | None = None,
+                  generation_slots: SlotsConfig | None = None
                   ) -> AsyncIterator[Runtime]:
     """Start everything; ``extra_parts`` (projector, scheduler...) are entered in order
     after the handlers are registered and before the broker starts. ``app``'s agents and
     canvas schema join the handlers and its workflows run in the workflows part
-    (``threadlog.parts.workflows_part``, added when not among ``extra_parts``)."""
+    (``threadlog.parts.workflows_part``, added when not among ``extra_parts``).
+    ``generation_slots``: timings of the generation limit (with
+    ``settings.generation_parallelism``; tests shorten ``ack_wait``)."""
     if app is not None:
         agents = [*app.agents, *(agents or [])]
         canvas_schema = canvas_schema or app.canvas_schema
@@ -150,8 +170,21 @@ async def running(settings: Settings, *, extra_parts: list[Part] | None = None,
             handlers.generator, nc, settings.events_stream,
             generation_queue or GenerationQueueConfig(replicas=settings.replicas))
         stack.push_async_callback(gen_queue.stop)
+        # Generation limit (handlers.generation_limits): off unless configured; the
+        # ops subjects answer either way (enabled: false).
+        slots = None
+        if settings.generation_parallelism is not None:
+            slots = await open_generation_slots(
+                nc, settings.events_stream, settings.generation_parallelism,
+                generation_slots or SlotsConfig(replicas=settings.replicas))
+            stack.push_async_callback(slots.stop)
+            attach_generation_slots(handlers.generator, slots)
+        register_generation_limit_commands(
+            broker, GenerationLimits(store.js, settings.events_stream, slots))
         rt = Runtime(settings, urls, nc, store, broker, handlers, embedded, endpoint, app=app)
         rt.parts["rate_limits"] = limiter
+        if slots is not None:
+            rt.parts["generation_slots"] = slots
         rt.watchdog = ConnectionWatchdog(
             lambda: [c for c in (nc, getattr(broker, "_connection", None)) if c is not None],
             settings.nats_down_exit_s or None)

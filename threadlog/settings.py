@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     rate_messages_per_minute: int = Field(
         0, ge=0, le=1_000_000_000, description="default per-user limit on generations "
         "per minute (token bucket, shared by every process; 0: unlimited)")
+    generation_parallelism: int | None = Field(
+        None, ge=0, le=100_000, description="limit on generations running their steps at "
+        "once across every process (handlers.generation_limits; 0 paused; unset: no limit "
+        "and no admission cost). Applied when the limit is first created; change it live "
+        "with `threadlog generations limit N`")
     rate_tokens_per_minute: int = Field(
         0, ge=0, le=1_000_000_000, description="default per-user limit on model tokens "
         "per minute (0: unlimited)")

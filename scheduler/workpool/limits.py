@@ -15,12 +15,11 @@ Guarantees
   ``max_ack_pending`` is ``max_parallelism``: the server hands out at most that many
   unacknowledged messages across all processes together. A worker holds its message
   unacknowledged for the whole attempt (in-progress heartbeats) and its completion.
-- Live changes: ``max_ack_pending`` is updated in place on the durable consumer
-  (measured on nats-server 2.15.1: in-flight messages are unaffected, a raised limit
-  lets waiting pull requests through at once).
-- Pause: ``max_ack_pending`` cannot be 0 (the server reads 0 as its default, 1000), so
-  ``max_parallelism=0`` pauses the consumer server-side (``pause_until`` far in the
-  future, server 2.11+): no new deliveries in any process; in-flight items finish.
+- Live changes and pause (``events.consumer_limits``, shared with the generation slots):
+  ``max_ack_pending`` is updated in place on the durable consumer (in-flight messages are
+  unaffected, a raised limit lets waiting pull requests through at once);
+  ``max_parallelism=0`` pauses the consumer server-side: no new deliveries in any
+  process; in-flight items finish.
 
 Failure modes: configuration writes are read-modify-write of the consumer config; two
 writers racing can undo each other's change, so every writer re-reads and retries until
@@ -43,15 +42,15 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
+from events.consumer_limits import CONFIG_TRIES, read_limit, write_limit
+from events.consumer_limits import consumer_info as shared_consumer_info
 from events.errors import Unavailable
 from events.ids import check_token
 
 DEFAULT_MAX_PARALLELISM = 10
 CONSUMER = "workers"
-PAUSED_UNTIL = "2999-01-01T00:00:00Z"
 NO_FUNCTION = "_none"
 """The filter of a consumer created before any function is registered (matches nothing)."""
-CONFIG_TRIES = 10
 DUPLICATE_WINDOW_S = 120.0
 
 
@@ -98,11 +97,7 @@ async def ensure_stream(js: JetStreamContext, layout: PoolLayout, replicas: int 
 
 
 async def consumer_info(js: JetStreamContext, layout: PoolLayout) -> ConsumerInfo | None:
-    try:
-        info: ConsumerInfo = await js.consumer_info(layout.stream, layout.consumer)
-    except NotFoundError:
-        return None
-    return info
+    return await shared_consumer_info(js, layout.stream, layout.consumer)
 
 
 async def ensure_consumer(js: JetStreamContext, layout: PoolLayout, *, ack_wait: float,
@@ -139,27 +134,19 @@ async def ensure_consumer(js: JetStreamContext, layout: PoolLayout, *, ack_wait:
 
 async def set_max_parallelism(js: JetStreamContext, layout: PoolLayout, limit: int,
                               *, ack_wait: float) -> None:
-    """Change the global limit live; 0 pauses the pool, > 0 sets it and resumes."""
+    """Change the global limit live; 0 pauses the pool, > 0 sets it and resumes
+    (``events.consumer_limits``; the consumer is created first if missing)."""
     if limit < 0:
         raise ValueError("max_parallelism must be >= 0")
-    if limit == 0:
-        if await consumer_info(js, layout) is None:
-            await ensure_consumer(js, layout, ack_wait=ack_wait, functions=[],
-                                  max_parallelism=None)
-        await js.pause_consumer(layout.stream, layout.consumer, PAUSED_UNTIL)
-        return
-    await ensure_consumer(js, layout, ack_wait=ack_wait, functions=[], max_parallelism=limit)
-    await js.resume_consumer(layout.stream, layout.consumer)
+    if await consumer_info(js, layout) is None:
+        await ensure_consumer(js, layout, ack_wait=ack_wait, functions=[],
+                              max_parallelism=limit or None)
+    await write_limit(js, layout.stream, layout.consumer, limit)
 
 
 async def max_parallelism(js: JetStreamContext, layout: PoolLayout) -> int | None:
     """The current global limit (0 when paused; None when no consumer exists yet)."""
-    info = await consumer_info(js, layout)
-    if info is None:
-        return None
-    if getattr(info, "paused", False):
-        return 0
-    return int(info.config.max_ack_pending or DEFAULT_MAX_PARALLELISM)
+    return await read_limit(js, layout.stream, layout.consumer, DEFAULT_MAX_PARALLELISM)
 
 
 def _same(a: float | None, b: float) -> bool:

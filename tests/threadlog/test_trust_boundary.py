@@ -24,6 +24,7 @@ from handlers import subjects as thread_subjects
 from handlers.billing import subjects as billing_subjects
 from handlers.canvas import subjects as canvas_subjects
 from handlers.client import Client
+from handlers.generation_limits import subjects as generation_limit_subjects
 from handlers.rate_limits import subjects as rate_limit_subjects
 from projections.queries.service import QUERIES
 from scheduler.invoice_scheduler import RUN_SUBJECT
@@ -40,6 +41,7 @@ USER_SUBJECTS = [*thread_subjects.ALL, *canvas_subjects.ALL, billing_subjects.BU
 OPS_SUBJECTS = [billing_subjects.INVOICE_PAID, billing_subjects.INVOICE_FAILED,
                 billing_subjects.SET_SPEND_LIMIT, RUN_SUBJECT, HEALTH_SUBJECT,
                 rate_limit_subjects.SET_RATE_LIMITS, rate_limit_subjects.GET_RATE_LIMITS,
+                *generation_limit_subjects.ALL,
                 *(f"ops.{q.name}" for q in QUERIES if q.operators)]
 
 
