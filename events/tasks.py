@@ -18,13 +18,18 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]], *, rounds: int = 100,
-                          every: float = 0.1) -> None:
-    """Cancel ``tasks`` and wait for them to end, cancelling again every ``every``
+async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]], *, grace: float = 1.0,
+                          rounds: int = 100, every: float = 0.1) -> None:
+    """Cancel ``tasks`` and wait for them to end: ``grace`` seconds for the cleanup a
+    cancelled task does (a nak, a final append), then cancelled again every ``every``
     seconds (at most ``rounds`` times). Their results and exceptions are consumed.
     Failure mode: a task still running after that (it catches every cancellation) is
     logged and left running."""
     left = {t for t in tasks if not t.done()}
+    for t in left:
+        t.cancel()
+    if left:
+        _, left = await asyncio.wait(left, timeout=grace)
     for _ in range(rounds):
         if not left:
             break

@@ -14,7 +14,10 @@ collected as before. Guarantees and limits: objects frozen are never collected w
 frozen, so a frozen object that later becomes cyclic garbage stays in memory until the
 last :func:`frozen_startup` of the process ends (``gc.unfreeze`` then returns everything
 to the oldest generation): a process that starts and stops many runtimes (a test suite)
-does not accumulate them. Nested or concurrent runtimes share one freeze (counted).
+does not accumulate them. Nested or concurrent runtimes share one freeze: the first
+freezes, the last unfreezes (an inner runtime freezes nothing more, so the garbage of a
+long-lived outer one is not pinned by short-lived inner ones). Not thread-safe: call it
+from one event loop's thread.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ def frozen_startup() -> Iterator[None]:
     ~0.25 s with litellm loaded; garbage frozen with the rest is reclaimed after the
     unfreeze), and unfreeze when the last user exits."""
     global _depth
-    gc.freeze()
+    if _depth == 0:
+        gc.freeze()
     _depth += 1
     try:
         yield

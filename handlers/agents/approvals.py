@@ -52,6 +52,7 @@ from events import (
 )
 from handlers.agents.commands import DecideApproval, Generate
 from handlers.agents.definition import Agent
+from handlers.agents.durable import NotStarted
 from handlers.agents.generation import GenerationResult, Generator, ThreadOptions
 from handlers.agents.progress import progress
 from handlers.agents.tool_refs import tool_headers
@@ -225,6 +226,7 @@ async def _continue(gen: Generator, cmd: DecideApproval, state: ThreadState,
         fut = q.claim(gcmd)
         if fut is None:
             continue
+        finished = True
         try:
             ack = None
             if decide is not None:
@@ -237,8 +239,11 @@ async def _continue(gen: Generator, cmd: DecideApproval, state: ThreadState,
                         await ack
                     raise
             return await _run(gen, gcmd, agent, tools, handler, ack)
+        except NotStarted:
+            finished = False  # nothing ran: the queued continuation goes to another worker
+            raise
         finally:
-            q.release(gcmd, fut)
+            q.release(gcmd, fut, finished=finished)
 
 
 async def _run(gen: Generator, gcmd: Generate, agent: Agent, tools: list[Any],

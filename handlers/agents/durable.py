@@ -140,6 +140,15 @@ async def erase_queued(store: EventStore, command_ids: Collection[str]) -> int:
     return erased
 
 
+class NotStarted(ThreadlogError):
+    """A generation stopped before its first step could start (its process is shutting
+    down: no slot will come; ``handlers.generation_limits``): nothing ran, so nothing is
+    finalized. Its queue message is given back at once for another worker, and a client
+    that re-sends the command later gets the result of that run."""
+
+    code = "unavailable"
+
+
 class GenerationQueue:
     """The ``<EVENTS>_GENERATIONS`` work-queue stream, the liveness signals, the worker."""
 
@@ -154,8 +163,9 @@ class GenerationQueue:
         self.run = run
         """Runs a generation to its end (``Generator.generate`` from the queue), given
         the queue message's headers (what :meth:`enqueue` was given as ``headers``)."""
-        self.local: dict[str, asyncio.Future[None]] = {}
-        """Generations this process runs now, by command id."""
+        self.local: dict[str, asyncio.Future[bool]] = {}
+        """Generations this process runs now, by command id (their futures say, once
+        done, whether the generation ended: ``False`` for :class:`NotStarted`)."""
         self.ended: OrderedDict[str, None] = OrderedDict()
         """Generations this process ran to their end lately (their messages are acked
         without replaying the thread)."""
@@ -203,22 +213,26 @@ class GenerationQueue:
         return task
 
     # -- the owner's side -----------------------------------------------------------------
-    def claim(self, cmd: Generate) -> asyncio.Future[None] | None:
+    def claim(self, cmd: Generate) -> asyncio.Future[bool] | None:
         """Register ``cmd`` as run here; ``None`` if this process already runs it."""
         if cmd.command_id in self.local:
             return None
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.local[cmd.command_id] = fut
         return fut
 
-    def release(self, cmd: Generate, fut: asyncio.Future[None]) -> None:
+    def release(self, cmd: Generate, fut: asyncio.Future[bool], *,
+                finished: bool = True) -> None:
+        """The run of ``cmd`` here is over; ``finished=False``: it did not start
+        (:class:`NotStarted`), so its queue message goes back to the queue, not acked."""
         if self.local.get(cmd.command_id) is fut:
             del self.local[cmd.command_id]
-        self.ended[cmd.command_id] = None
-        while len(self.ended) > 10_000:
-            self.ended.popitem(last=False)
+        if finished:
+            self.ended[cmd.command_id] = None
+            while len(self.ended) > 10_000:
+                self.ended.popitem(last=False)
         if not fut.done():
-            fut.set_result(None)
+            fut.set_result(finished)
         self._spawn(self._publish_done(cmd.command_id))
 
     async def _publish_done(self, command_id: str) -> None:
@@ -293,7 +307,10 @@ class GenerationQueue:
             if cmd.command_id in self.ended and mine is None:
                 pass  # ended here: nothing to hold or resume
             elif mine is not None:
-                await asyncio.shield(mine)
+                if not await asyncio.shield(mine):  # it did not start here: next worker
+                    beat.cancel()
+                    await msg.nak()
+                    return
             elif await self.running_elsewhere(cmd.command_id):
                 beat.cancel()
                 await msg.nak(delay=self.config.ack_wait)

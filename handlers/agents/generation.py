@@ -30,7 +30,11 @@ Guarantees
   generation with a tool without a reference is process-bound: resumed after its
   process died, its pending message is finalized ``failed`` with code ``worker_lost``
   (details ``tools``), calling neither the model nor any tool (a step's unsaved tool
-  results become errors); a re-send answers that failure. Callbacks (``on_text``, the
+  results become errors); a re-send answers that failure. Before that, the owner is
+  asked again (:data:`LOST_PINGS` more liveness pings, ``signal_timeout_s`` apart): an
+  owner that stalled for a moment keeps its generation. (A re-send of the command to
+  another process before the worker's takeover resumes it there, with the re-sender's
+  tools: a call to a tool it lacks answers an error result.) Callbacks (``on_text``, the
   call's or thread's usage handler, ``validate_object``) are the caller's: a resumed
   run uses the agent's usage handler and the command's ``output_schema`` only.
 
@@ -58,7 +62,7 @@ from events.envelope import EventEnvelope
 from handlers.agents.commands import Generate
 from handlers.agents.context import build_context
 from handlers.agents.definition import Agent, AgentRegistry, UsageHandler
-from handlers.agents.durable import GenerationQueue
+from handlers.agents.durable import GenerationQueue, NotStarted
 from handlers.agents.progress import Progress, progress, recorded_result
 from handlers.agents.prompt import PromptMixin
 from handlers.agents.result import GenerationResult, ThreadOptions, abort_key, add_usage, embedded
@@ -83,6 +87,9 @@ __all__ = ["DeltaSink", "GenerationResult", "Generator", "StepCaller", "ThreadOp
            "ToolRunner", "add_usage"]
 DeltaSink = Callable[[str], Awaitable[None]]
 log = logging.getLogger(__name__)
+LOST_PINGS = 3
+"""Liveness pings a process-bound generation's owner misses before it is ``worker_lost``
+(after the queue worker's own: about a second with the default ``signal_timeout_s``)."""
 BudgetCheck = Callable[[str, str, list[dict[str, Any]], int | None], Awaitable[Any]]
 
 
@@ -175,9 +182,14 @@ class Generator(PromptMixin, StepsMixin):
                 await q.wait_elsewhere(cmd.command_id, q.config.ack_wait)
                 await self.runner.states.refresh(cmd.thread_id)
                 continue
+            if lost is not None and (p is None or not p.finished) \
+                    and await self._owner_alive(q, cmd):  # asked before claiming it here
+                raise NotStarted(f"generation {cmd.command_id!r} is still run by its process",
+                                 details={"command_id": cmd.command_id})
             fut = q.claim(cmd)
             if fut is None:
                 continue
+            finished = True
             try:
                 if lost is not None and (p is None or not p.finished):
                     await self._lost(cmd, agent, p, lost)
@@ -185,8 +197,21 @@ class Generator(PromptMixin, StepsMixin):
                 ack = None if from_queue or (p is not None and p.finished) \
                     else await q.enqueue(cmd, headers=tool_headers(agent.tools, tool_list))
                 return await self._generate_saved(*args, ack)
+            except NotStarted:
+                finished = False  # nothing ran: the queue message goes to another worker
+                raise
             finally:
-                q.release(cmd, fut)
+                q.release(cmd, fut, finished=finished)
+
+    @staticmethod
+    async def _owner_alive(q: GenerationQueue, cmd: Generate) -> bool:
+        """Whether the process running ``cmd`` answers one of :data:`LOST_PINGS` more
+        liveness pings (a process-bound generation is failed only when none does)."""
+        for _ in range(LOST_PINGS):
+            await asyncio.sleep(q.config.signal_timeout_s)
+            if await q.running_elsewhere(cmd.command_id):
+                return True
+        return False
 
     @staticmethod
     def _carried(cmd: Generate, headers: Mapping[str, str] | None) -> list[Tool[Any]]:
@@ -329,6 +354,8 @@ class Generator(PromptMixin, StepsMixin):
                                                      messages, resume[1])
                     await self._loop(cmd, agent, res, messages, step, tool_list, on_text,
                                      writer, abort, validate_object)
+        except NotStarted:
+            raise  # nothing ran: left pending for the queue, not finalized
         except BaseException as exc:
             err = await self._failed(cmd, res, exc, deadline_hit=isinstance(
                 exc, TimeoutError) and deadline.expired())

@@ -57,6 +57,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 
 from events import Unavailable
 from events.consumer_limits import consumer_info, limit_of, write_limit
+from events.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 CONSUMER = "slots"
@@ -174,16 +175,11 @@ class GenerationSlots:
         """Stop the dispatcher; held permits are left to redelivery (``ack_wait``);
         waiters get :class:`Unavailable`."""
         self._stopped = True
-        for task in (self._dispatcher, self._beats, *self._tasks):
-            if task is not None:
-                task.cancel()
-        for task in (self._dispatcher, self._beats, *self._tasks):
-            if task is not None:
-                with contextlib.suppress(BaseException):
-                    await task
-        for fut in self._waiters:
+        for fut in self._waiters:  # first: the dispatcher runs while there are waiters
             fut.cancel()
         self._waiters.clear()
+        await cancel_and_wait([t for t in (self._dispatcher, self._beats, *self._tasks)
+                               if t is not None])  # events.tasks: cancelled until they end
         if self._psub is not None:
             with contextlib.suppress(Exception):
                 await self._psub.unsubscribe()
@@ -250,16 +246,18 @@ class GenerationSlots:
                     continue
                 break
             if fut.done() and not fut.cancelled() and not pub.done():
-                await pub  # a permit got before our own is confirmed
+                with contextlib.suppress(Exception):  # a failure is handled below
+                    await pub  # a permit got before our own is confirmed
         except BaseException:
-            self._give_up(fut)
+            self._abandon(fut, pub)
             raise
         finally:
             if stop is not None:
                 stop.cancel()
-        if pub.done() and pub.exception() is not None:
+        if pub.done() and not _published(pub):
             self._give_up(fut, published=False)
-            raise Unavailable(f"cannot publish a generation permit: {pub.exception()}")
+            raise Unavailable(f"cannot publish a generation permit: "
+                              f"{pub.exception() if not pub.cancelled() else 'cancelled'}")
         if fut.done() and not fut.cancelled():
             if abort is not None and abort.is_set():
                 self._give_up(fut)
@@ -295,6 +293,23 @@ class GenerationSlots:
             self._debt += 1
             self._kick()
 
+    def _abandon(self, fut: asyncio.Future[Msg], pub: asyncio.Future[Any]) -> None:
+        """A wait interrupted (cancelled, stopped) whose own permit's publish may still be
+        unconfirmed: a permit it got goes back (nak) and its own, once confirmed,
+        becomes a debt; a publish that fails leaves nothing to pay (a permit it got
+        must not be consumed for a permit that never existed)."""
+        if pub.done():
+            self._give_up(fut, published=_published(pub))
+            return
+        self._give_up(fut, published=False)
+
+        def confirmed(p: asyncio.Future[Any]) -> None:
+            if _published(p):
+                self._debt += 1
+                self._kick()
+
+        pub.add_done_callback(confirmed)
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -312,7 +327,7 @@ class GenerationSlots:
 
     async def _dispatch(self) -> None:
         """Pull one permit at a time while this process has waiters (or debt)."""
-        while self.waiting_here or self._debt:
+        while not self._stopped and (self.waiting_here or self._debt):
             try:
                 msgs = await self._psub.fetch(1, timeout=self.config.fetch_timeout)
             except (TimeoutError, nats.errors.TimeoutError):
@@ -343,6 +358,10 @@ class GenerationSlots:
             for msg in list(self._held.values()):
                 with contextlib.suppress(Exception):
                     await msg.in_progress()
+
+
+def _published(pub: asyncio.Future[Any]) -> bool:
+    return pub.done() and not pub.cancelled() and pub.exception() is None
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:

@@ -59,9 +59,9 @@ class RateLimitStore:
         self.bucket = bucket
         self.js = js
         self.overrides: dict[str, Override] = {}
+        """Followed ``limit.*`` keys, by user (complete once :attr:`ready` is set)."""
         self._revisions: dict[str, int] = {}
         """The revision of each user's override (or deletion) the watcher applied."""
-        """Followed ``limit.*`` keys, by user (complete once :attr:`ready` is set)."""
         self.ready = asyncio.Event()
         self._watch: asyncio.Task[None] | None = None
         self._locks: dict[str, asyncio.Lock] = {}
@@ -206,6 +206,9 @@ class RateLimitStore:
             await asyncio.wait_for(load(), timeout)
         except TimeoutError:
             log.warning("rate limits: overrides not loaded in %.0f s; checks read them", timeout)
+        except BaseException:
+            await self.close()  # the follower does not outlive a failed start
+            raise
 
     async def close(self) -> None:
         """Stop following overrides. The follower is cancelled until it ends: on Python

@@ -222,13 +222,13 @@ async def test_a_worker_that_cannot_import_a_tool_leaves_it_to_one_that_can(
             capable = spawn(nats_server, events_stream, tmp_path, name, tid, "serve", extra)
             try:
                 final = await final_of(rt.store, tid, timeout=60)
+                await queue_empty(rt, events_stream)  # acked by the capable worker
             finally:
                 capable.kill()
                 await exited(capable)
             assert final.status == "success", final
             assert "".join(getattr(c, "text", "") for c in final.content) == expected_text()
             assert count(tmp_path / f"{tid}.tool") == TOOL_STEPS
-            await queue_empty(rt, events_stream)
     finally:
         logging.getLogger("handlers.agents.durable").removeHandler(seen)
 
