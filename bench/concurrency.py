@@ -12,6 +12,12 @@ Figures: makespan (first request sent to last reply), ideal = 2 x latency, effic
 ideal / makespan (target >= 0.9). The last line is one JSON object with ``generations``,
 ``makespan_s``, ``ideal_s`` and ``efficiency``.
 
+Diagnostic, with ``--direct-provider``: the same threadlog run once more with
+``litellm.acompletion`` replaced, for the ``scripted/`` model only, by a direct call of
+the scripted provider's handler (what it answers, without litellm's per-call setup, its
+worker-thread hop and its response post-processing): what threadlog's own intake allows
+on this machine (``efficiency_direct_provider``). Never how threadlog runs: a diagnostic.
+
 Baseline, measured in the same run (``--no-baseline`` skips it): the same 200 x two model
 calls made by litellm alone in this process, through threadlog's ``call_model`` (the
 path every generation takes: same tools, same messages, same litellm tuning) and nothing
@@ -25,11 +31,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -145,9 +153,35 @@ async def litellm_only(generations: int, latency: float) -> tuple[float, float]:
     return makespan, cpu * 1000 / (2 * generations)
 
 
-async def amain(generations: int, latency: float, workers: int = 0,
-                baseline: bool = True) -> None:
-    base = await litellm_only(generations, latency) if baseline else None
+@contextlib.contextmanager
+def direct_provider() -> Iterator[None]:
+    """``--direct-provider`` (see the module): inside, ``scripted/`` model calls skip
+    litellm's dispatch; streamed calls and other models go through litellm."""
+    from handlers.llm.litellm_loader import load_litellm
+    from handlers.llm.scripted.provider import ScriptedLLM
+
+    litellm = load_litellm()
+    real, handler = litellm.acompletion, ScriptedLLM()
+
+    async def direct(**request: Any) -> Any:
+        if not str(request.get("model", "")).startswith("scripted/") or request.get("stream"):
+            return await real(**request)
+        optional = {k: request[k] for k in ("tools", "tool_choice", "response_format")
+                    if request.get(k) is not None}
+        return await handler.acompletion(request["model"].removeprefix("scripted/"),
+                                         request["messages"], optional)
+
+    litellm.acompletion = direct
+    try:
+        yield
+    finally:
+        litellm.acompletion = real
+
+
+async def one_run(generations: int, latency: float, workers: int
+                  ) -> tuple[float, list[Any]]:
+    """Start a runtime (and ``workers`` more handler processes), then time
+    ``generations`` concurrent generations: (makespan, results)."""
     agents = bench_agents(latency)
     with tempfile.TemporaryDirectory() as d:
         async with running(Settings(data_dir=d), agents=agents) as rt:
@@ -166,9 +200,19 @@ async def amain(generations: int, latency: float, workers: int = 0,
                 t0 = now()
                 res = await asyncio.gather(*(c.generate_text("conc", t.value["thread_id"],
                                                              "go") for t in tids))
-                makespan = now() - t0
+                return now() - t0, res
             finally:
                 stop_workers(procs)
+
+
+async def amain(generations: int, latency: float, workers: int = 0,
+                baseline: bool = True, direct: bool = False) -> None:
+    base = await litellm_only(generations, latency) if baseline else None
+    makespan, res = await one_run(generations, latency, workers)
+    direct_makespan, direct_res = None, list[Any]()
+    if direct:
+        with direct_provider():
+            direct_makespan, direct_res = await one_run(generations, latency, workers)
     ok = sum(1 for r in res if r.value["text"] == "done" and r.value["steps"] == 2)
     ideal = 2 * latency
     eff = ideal / makespan
@@ -189,6 +233,12 @@ async def amain(generations: int, latency: float, workers: int = 0,
                     "litellm_only_efficiency": round(ideal / base[0], 3),
                     "litellm_cpu_ms_per_call": round(base[1], 3),
                     "relative_to_litellm_only": round(eff * base[0] / ideal, 3)}
+    if direct_makespan is not None:
+        rows.append(("without litellm's dispatch: efficiency",
+                     f"{ideal / direct_makespan:.3f}", "(diagnostic)"))
+        figures["efficiency_direct_provider"] = round(ideal / direct_makespan, 3)
+        figures["direct_provider_succeeded"] = sum(
+            1 for r in direct_res if r.value["text"] == "done" and r.value["steps"] == 2)
     report("concurrency", rows, figures)
 
 
@@ -198,6 +248,9 @@ def main(argv: list[str]) -> None:
     p.add_argument("--latency", type=float, default=1.0, help="seconds per model call")
     p.add_argument("--workers", type=int, default=0,
                    help="more handler processes in the queue group (default 0: one process)")
+    p.add_argument("--direct-provider", action="store_true",
+                   help="diagnostic: once more with scripted/ calls skipping litellm's "
+                        "dispatch (see the module)")
     p.add_argument("--no-baseline", action="store_true",
                    help="skip the litellm-only baseline measured first")
     p.add_argument("--serve", metavar="URL", help=argparse.SUPPRESS)
@@ -207,7 +260,8 @@ def main(argv: list[str]) -> None:
     if args.serve:
         asyncio.run(serve_worker(args.serve, args.creds, args.latency, args.data_dir))
         return
-    asyncio.run(amain(args.generations, args.latency, args.workers, not args.no_baseline))
+    asyncio.run(amain(args.generations, args.latency, args.workers, not args.no_baseline,
+                      args.direct_provider))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ from handlers.canvas.commands import (
 )
 from handlers.client import Client, Result
 from handlers.commands import Command
+from handlers.generation_limits import subjects as generation_limit_subjects
+from handlers.generation_limits.commands import GenerationLimitQuery, SetGenerationLimit
 from handlers.rate_limits import subjects as rate_limit_subjects
 from handlers.rate_limits.commands import RateLimitsQuery, SetRateLimits
 from handlers.threads.commands import (
@@ -80,11 +82,13 @@ MODELS: dict[str, type[BaseModel]] = {
     billing_subjects.BUDGET_STATUS: BudgetQuery,
     rate_limit_subjects.SET_RATE_LIMITS: SetRateLimits,
     rate_limit_subjects.GET_RATE_LIMITS: RateLimitsQuery,
+    generation_limit_subjects.SET_GENERATION_LIMIT: SetGenerationLimit,
+    generation_limit_subjects.GET_GENERATION_LIMIT: GenerationLimitQuery,
     **{query_subject(spec): spec.model for spec in QUERIES},
     RUN_SUBJECT: RunInvoices,
 }
 BROKER_SUBJECTS = [*thread_subjects.ALL, *canvas_subjects.ALL, *billing_subjects.ALL,
-                   *rate_limit_subjects.ALL,
+                   *rate_limit_subjects.ALL, *generation_limit_subjects.ALL,
                    *(query_subject(spec) for spec in QUERIES)]
 """Served by the handlers' FastStream broker (queries by the projector part on it)."""
 EVERY_SUBJECT = [*BROKER_SUBJECTS, RUN_SUBJECT]
