@@ -47,7 +47,8 @@ a generation resumed elsewhere uses the agent's usage handler and the command's
 Failure modes: a queue publish failure fails the generation before anything is
 appended; a worker error (NATS unavailable, a tool reference this process cannot
 import) naks the message with a delay of ``ack_wait`` (a reference no worker can import
-keeps the generation queued, and its message pending, until one can).
+keeps the generation queued until one can, for ``tools_unavailable_after`` deliveries;
+then it is failed, ``tool_unavailable``).
 """
 
 from __future__ import annotations
@@ -95,12 +96,19 @@ class GenerationQueueConfig:
     is this times 10: several processes share it)."""
     fetch_timeout: float = 1.0
     replicas: int = 1
+    tools_unavailable_after: int = 20
+    """Deliveries of a generation whose tool references no worker could import before
+    it is failed (``tool_unavailable``): at the default ``ack_wait``, ten minutes of
+    every worker lacking the module (a rolling deploy has that long to bring it)."""
 
     @property
     def heartbeat(self) -> float:
         return self.ack_wait / 3
 
 
+DELIVERIES = "Threadlog-Deliveries"
+"""Not a header on the wire: the worker adds it (the message's delivery count) to the
+headers it hands to ``run``."""
 CONTINUATION_HEADER = "Threadlog-Continuation"
 CONTINUATION_TRIES = 3
 """Deliveries of an approval continuation whose decision is not found before it is
@@ -318,7 +326,8 @@ class GenerationQueue:
             else:
                 log.info("resuming generation %s", cmd.command_id)
                 try:
-                    await self.run(cmd, dict(msg.headers or {}))
+                    await self.run(cmd, {**(msg.headers or {}),
+                                         DELIVERIES: str(msg.metadata.num_delivered)})
                 except ThreadlogError as exc:  # failed and finalized: finished
                     if exc.code == "unavailable" or (
                             exc.code == "timeout" and "deadline_s" not in exc.details):
@@ -333,8 +342,12 @@ class GenerationQueue:
             await msg.ack()
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("generation message failed in the worker; tried again later")
+        except Exception as exc:
+            if isinstance(exc, ThreadlogError) and exc.code == "unavailable":
+                log.warning("generation message failed in the worker; tried again later: %s",
+                            exc.message)  # expected (a missing tool, a stopping process)
+            else:
+                log.exception("generation message failed in the worker; tried again later")
             with contextlib.suppress(Exception):
                 await msg.nak(delay=self.config.ack_wait)
         finally:

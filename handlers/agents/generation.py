@@ -26,7 +26,9 @@ Guarantees
 - Call-level and thread-level tools (those that are not the agent's own) go into the
   queue message as import references (``handlers.agents.tool_refs``): a worker resuming
   the generation runs with them at the same precedence (call > thread > agent), or, if
-  it cannot import one, does not run it (``unavailable``: naked for another worker). A
+  it cannot import one, does not run it (``unavailable``: naked for another worker;
+  after ``GenerationQueueConfig.tools_unavailable_after`` deliveries that no worker
+  could run, it is failed like a lost one, code ``tool_unavailable``). A
   generation with a tool without a reference is process-bound: resumed after its
   process died, its pending message is finalized ``failed`` with code ``worker_lost``
   (details ``tools``), calling neither the model nor any tool (a step's unsaved tool
@@ -62,7 +64,7 @@ from events.envelope import EventEnvelope
 from handlers.agents.commands import Generate
 from handlers.agents.context import build_context
 from handlers.agents.definition import Agent, AgentRegistry, UsageHandler
-from handlers.agents.durable import GenerationQueue, NotStarted
+from handlers.agents.durable import DELIVERIES, GenerationQueue, NotStarted
 from handlers.agents.progress import Progress, progress, recorded_result
 from handlers.agents.prompt import PromptMixin
 from handlers.agents.result import GenerationResult, ThreadOptions, abort_key, add_usage, embedded
@@ -160,9 +162,17 @@ class Generator(PromptMixin, StepsMixin):
                                     [{"role": "user", "content": cmd.prompt or ""}],
                                     agent.call_settings.max_tokens)
         topts = self.thread_options.get(cmd.thread_id, ThreadOptions())
-        lost = process_bound(queue_headers) if from_queue else None
+        bound = process_bound(queue_headers) if from_queue else None
+        lost = None if bound is None else ThreadlogError(
+            f"the process running this generation died, and its tools {', '.join(bound)} "
+            "existed only there (no import reference: define them with @tool at module "
+            "level to let another process resume it)", code="worker_lost",
+            details={"tools": bound})
         if from_queue and lost is None:
-            tools = [*(tools or []), *self._carried(cmd, queue_headers)]  # before any run
+            try:  # before any run
+                tools = [*(tools or []), *self._carried(cmd, queue_headers)]
+            except ThreadlogError as exc:
+                lost = self._tools_unavailable(cmd, queue_headers, exc)
         tool_list = list(resolve_tools(agent.tools, topts.tools, tools).values())
         handler = usage_handler or topts.usage_handler or agent.usage_handler
         if agent.storage == "none":
@@ -226,23 +236,38 @@ class Generator(PromptMixin, StepsMixin):
                 code="unavailable", details={"command_id": cmd.command_id,
                                              "reason": str(exc)}) from exc
 
+    def _tools_unavailable(self, cmd: Generate, headers: Mapping[str, str] | None,
+                           exc: ThreadlogError) -> ThreadlogError:
+        """``exc`` (a tool reference this worker cannot import) again, to leave the
+        generation to another worker; or, once it was delivered
+        ``tools_unavailable_after`` times, the ``tool_unavailable`` error to fail it with
+        (never left pending for ever)."""
+        limit = self.queue.config.tools_unavailable_after if self.queue else 0
+        try:
+            deliveries = int((headers or {}).get(DELIVERIES, "0"))
+        except ValueError:
+            deliveries = 0
+        if not limit or deliveries < limit:
+            raise exc
+        return ThreadlogError(
+            f"no worker could load a tool of this generation in {deliveries} deliveries: "
+            f"{exc.details.get('reason', exc.message)}", code="tool_unavailable",
+            details={"reason": exc.details.get("reason", exc.message),
+                     "deliveries": deliveries})
+
     async def _lost(self, cmd: Generate, agent: Agent, p: Progress | None,
-                    names: list[str]) -> None:
-        """A process-bound generation (tools without an import reference) whose process
-        died: finalize its pending message as ``failed``, code ``worker_lost``, calling
-        neither the model nor any tool. A step whose tools were to run gets their saved
-        results or, for those not saved, error results (none runs), then the next pending
-        message, finalized as failed. Raises the recorded error (a re-send answers it); a
-        generation that never saved its pending message is dropped (``None``)."""
+                    err: ThreadlogError) -> None:
+        """A generation no live worker can run (its process died and its tools existed
+        only there, ``worker_lost``; or no worker could import them, ``tool_unavailable``):
+        finalize its pending message as ``failed`` with ``err``, calling neither the model
+        nor any tool. A step whose tools were to run gets their saved results or, for those
+        not saved, error results (none runs), then the next pending message, finalized as
+        failed. Raises the recorded error (a re-send answers it); a generation that never
+        saved its pending message is dropped (``None``)."""
         if p is None:
-            log.warning("generation %s: its process died before it started; its tools "
-                        "(%s) existed only there: dropped", cmd.command_id, ", ".join(names))
+            log.warning("generation %s never started and cannot be run: dropped (%s)",
+                        cmd.command_id, err.message)
             return None
-        err = ThreadlogError(
-            f"the process running this generation died, and its tools {', '.join(names)} "
-            "existed only there (no import reference: define them with @tool at module "
-            "level to let another process resume it)", code="worker_lost",
-            details={"tools": names})
         res = GenerationResult(cmd.thread_id, p.prompt_message_id, p.message_id, p.order, "",
                                steps=p.model_steps, usage=p.usage, cost=p.cost)
         if p.calls:  # the step's tools: saved results, else errors (nothing runs)
