@@ -519,16 +519,22 @@ class Projector:
         """
         self._stopping = False
         backoff = 0.1
+        rebuild: str | None = None
+        """Why every view must be rebuilt, until done: a rebuild that fails (NATS
+        unreachable, a write error) is retried like a batch, not the end of the projector."""
         try:
             while not self._stopping:
                 if until_seq is not None and self._checkpoint >= until_seq:
                     break
                 try:
                     await self.open()
+                    if rebuild is not None:
+                        await self._rebuild_all(rebuild)
+                        rebuild = None
                     await self._consume(until_seq)
                     backoff = 0.1
                 except StreamChanged as changed:
-                    await self._rebuild_all(changed.reason)
+                    rebuild = changed.reason
                 except (Unavailable, NatsError, TimeoutError, ConnectionError) as exc:
                     if self._stopping:
                         break

@@ -193,3 +193,48 @@ async def test_a_lost_tail_overwritten_past_the_checkpoint_while_the_projector_w
             assert message_ids(p, thread) == survivors | {mid for mid, _ in new}
     finally:
         await nc.close()
+
+
+async def test_a_nats_error_during_the_rebuild_is_retried_not_the_end(
+        nc: NATS, nats_server: EmbeddedNats, tmp_path: Path, logwatch: LogWatch,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reproduction: NATS unreachable for a moment while a recreated stream's rebuild
+    read the stream's facts stopped the projector for good."""
+    from nats.errors import NoRespondersError
+
+    from projections import recovery
+
+    stream = "EVRBERR" + new_id()[:6].upper()
+    store = EventStore(nc, EventStreamSpec(name=stream))
+    await store.setup()
+    real = recovery.stream_facts
+    failed: list[bool] = []
+
+    async def flaky(*args: object, **kwargs: object) -> recovery.StreamFacts:
+        if any(r.levelno == logging.WARNING and REBUILD in r.getMessage()
+               for r in logwatch.records) and not failed:
+            failed.append(True)  # the rebuild's own read, once
+            raise NoRespondersError
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    try:
+        thread, _ = await create_thread(store, "u1")
+        old = [await save_message(store, "u1", thread, i) for i in range(5)]
+        config = ProjectorConfig(db_path=tmp_path / "views.duckdb", stream=stream,
+                                 stream_check_s=0.5)
+        async with running(config, nc, nats_server) as p:
+            await p.wait_for(old[-1][1], timeout=30)
+            monkeypatch.setattr(recovery, "stream_facts", flaky)
+            await nc.jetstream().delete_stream(stream)
+            await store.setup()
+            thread2, _ = await create_thread(store, "u1")
+            new = [await save_message(store, "u1", thread2, i) for i in range(3)]
+            await logwatch.wait_for("was recreated", 1, timeout=30)
+            await logwatch.wait_for("projector feed unavailable", 1, timeout=30)
+            await p.wait_for(new[-1][1], timeout=30)
+            assert failed  # the rebuild met the error, and was retried
+            assert message_ids(p, thread) == set()
+            assert message_ids(p, thread2) == {mid for mid, _ in new}
+            assert p.health().state == "running", p.health()
+    finally:
+        await nc.jetstream().delete_stream(stream)
