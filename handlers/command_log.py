@@ -25,7 +25,10 @@ message get, for re-sent commands only): it must exist and either carry this com
 ``Nats-Msg-Id`` (:func:`events.store.command_id_of`) or - a command that appended nothing
 answers with the aggregate's position, another command's event - have been stored
 before the reply was recorded (an event stored after it reuses a lost sequence). If not,
-the stale reply is deleted (logged) and the command is decided again. The events stream
+the stale reply is deleted (logged) and the command is decided again. An event missing
+below the stream's last sequence was deleted (a thread's erasure), not lost: the command
+was done, its reply stands (deciding it again could write the deleted data back). The
+events stream
 is the bucket's name without ``_commands`` (``<stream>_commands``, as the runtime names
 it) unless given; with no such stream the check is skipped.
 """
@@ -168,7 +171,13 @@ class CommandLog:
         except NotFoundError as exc:
             if getattr(exc, "err_code", None) == _STREAM_NOT_FOUND:
                 return None
-            return f"stream {stream} has no event at sequence {seq}"
+            try:
+                last = (await self._js.stream_info(stream)).state.last_seq
+            except NotFoundError:
+                return None
+            if seq <= last:
+                return None  # deleted (erased with its thread), not lost: it was done
+            return f"stream {stream} has no event at sequence {seq} (its last is {last})"
         msg_id = (msg.headers or {}).get(_MSG_ID)
         if msg_id is not None and command_id_of(msg_id) == cmd.command_id:
             return None

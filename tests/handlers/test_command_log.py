@@ -114,3 +114,19 @@ async def test_failure_replies_and_other_streams_are_not_checked(
         assert await log.lookup(cmd) == reply
     finally:
         await store.js.delete_key_value(bucket)
+
+
+async def test_a_reply_whose_event_was_erased_is_kept_not_decided_again(
+        store: EventStore, command_log: CommandLog, logwatch: LogWatch) -> None:
+    """An event deleted from the middle of the stream (a thread's erasure) is not a lost
+    tail: the command was done; deciding it again would write the deleted data back."""
+    thread = "t" + new_id()[:8]
+    first = await create(store, command_log, "e1", thread)
+    assert first.ok and first.seq is not None
+    await create(store, command_log, "e2", "t" + new_id()[:8])  # a later event
+    await store.erase_seqs(store.stream, [first.seq])
+    last = await store.last_seq()
+    assert await create(store, command_log, "e1", thread) == first
+    assert await store.last_seq() == last  # nothing written back
+    assert command_log.stale_dropped == 0
+    assert not [r for r in logwatch.records if "stale" in r.getMessage()]
