@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -175,6 +176,38 @@ async def test_a_closure_tool_generation_fails_worker_lost_without_calling_anyth
             assert err.value.code == "worker_lost", err.value
             assert count(tmp_path / f"{name}.model") == 1, name
     assert took <= ACK_WAIT + 10, took
+
+
+async def test_an_owner_that_misses_one_liveness_ping_keeps_its_generation(
+        nats_server: EmbeddedNats, events_stream: str, tmp_path: Path) -> None:  # noqa: F811
+    """A process-bound generation is failed ``worker_lost`` only when its owner misses
+    the further pings too: an owner answering from its second ping on (a stalled event
+    loop) keeps it; once no one answers, it is failed."""
+    scenarios = names("st", [{"kill_model": "1"}])
+    (name, _), = scenarios
+    threads, settings = await killed(nats_server, events_stream, tmp_path, "closure",
+                                     scenarios)
+    tid, cid = threads[name], f"c-{name}"
+    pings: list[float] = []
+    answering, second = asyncio.Event(), asyncio.Event()
+    async with running(settings) as plain:  # the stalled owner's stand-in
+        async def owner(msg: Any) -> None:
+            pings.append(time.monotonic())
+            if len(pings) > 1 and not answering.is_set():
+                await msg.respond(b"1")
+                second.set()
+
+        sub = await plain.nc.subscribe(f"sig.agent.gen.{events_stream}.{cid}", cb=owner)
+        await plain.nc.flush()
+        async with running(settings, agents=[agent(name, tmp_path)],
+                           generation_queue=GenerationQueueConfig(ack_wait=ACK_WAIT)) as rt:
+            await asyncio.wait_for(second.wait(), 30)  # the first ping went unanswered
+            assert not [f for f in await finals_of(rt, tid)]  # kept: the owner answered
+            answering.set()  # now it is gone for good
+            await sub.unsubscribe()
+            final = await final_of(rt.store, tid, timeout=ACK_WAIT * 4 + 10)
+            assert (final.status, final.error_code) == ("failed", "worker_lost"), final
+            assert count(tmp_path / f"{name}.model") == 1
 
 
 EXT_TOOL = '''
