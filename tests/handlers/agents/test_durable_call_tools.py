@@ -224,17 +224,25 @@ async def ext_bump(ctx: ToolContext[Any], args: Bump) -> str:
 '''
 
 
-async def test_a_worker_that_cannot_import_a_tool_leaves_it_to_one_that_can(
-        nats_server: EmbeddedNats, events_stream: str, tmp_path: Path) -> None:  # noqa: F811
-    module = "ext_tools_" + new_id()[:8].lower()
+async def killed_with_ext_tool(nats_server: EmbeddedNats, events: str, tmp_path: Path,
+                               prefix: str) -> tuple[str, str, Settings, Path, str]:
+    """A process running a generation with a tool of a module only it can import (under
+    the returned directory) SIGKILLed inside the first model call: the agent's name, the
+    thread, the recovery settings, the module's directory and name."""
+    module = f"ext_tools_{prefix}_" + new_id()[:8].lower()
     extra = tmp_path / "ext"
     extra.mkdir()
     (extra / f"{module}.py").write_text(EXT_TOOL)
-    scenarios = [("ex" + new_id()[:6].lower(), {"kill_model": "1", "ext_module": module})]
+    scenarios = [(prefix + new_id()[:6].lower(), {"kill_model": "1", "ext_module": module})]
     (name, _), = scenarios
-    threads, settings = await killed(nats_server, events_stream, tmp_path, "ext", scenarios,
-                                     extra)
-    tid = threads[name]
+    threads, settings = await killed(nats_server, events, tmp_path, "ext", scenarios, extra)
+    return name, threads[name], settings, extra, module
+
+
+async def test_a_worker_that_cannot_import_a_tool_leaves_it_to_one_that_can(
+        nats_server: EmbeddedNats, events_stream: str, tmp_path: Path) -> None:  # noqa: F811
+    name, tid, settings, extra, module = await killed_with_ext_tool(
+        nats_server, events_stream, tmp_path, "ex")
     seen = LogWatch()
     logging.getLogger("handlers.agents.durable").addHandler(seen)
     try:
@@ -272,15 +280,8 @@ async def test_a_tool_no_worker_can_import_fails_the_generation_after_n_deliveri
     """Never left pending for ever: once every delivery found no worker able to import
     the tool (here 2), the generation is failed ``tool_unavailable``, calling neither the
     model nor the tool again; a re-send answers that failure."""
-    module = "gone_tools_" + new_id()[:8].lower()
-    extra = tmp_path / "ext"
-    extra.mkdir()
-    (extra / f"{module}.py").write_text(EXT_TOOL)
-    scenarios = [("gn" + new_id()[:6].lower(), {"kill_model": "1", "ext_module": module})]
-    (name, _), = scenarios
-    threads, settings = await killed(nats_server, events_stream, tmp_path, "ext", scenarios,
-                                     extra)
-    tid = threads[name]
+    name, tid, settings, _, _ = await killed_with_ext_tool(nats_server, events_stream,
+                                                           tmp_path, "gn")
     async with running(settings, agents=[agent(name, tmp_path)],
                        generation_queue=GenerationQueueConfig(
                            ack_wait=ACK_WAIT, tools_unavailable_after=2)) as rt:

@@ -25,6 +25,7 @@ from events.replies import Reply
 from handlers.agents.commands import Generate
 from handlers.agents.definition import Agent
 from handlers.agents.durable import GenerationQueueConfig
+from handlers.client import Client
 from handlers.generation_limits import GenerationLimits, SlotsConfig, subjects
 from handlers.llm.call_settings import NO_BACKOFF, CallSettings
 from handlers.llm.scripted import scripted
@@ -197,18 +198,42 @@ async def test_zero_pauses_new_generations_while_running_ones_finish(
         assert meter.peak == 2 and meter.calls == 4
 
 
+async def one_slot_held(rt: Runtime, agent: Agent, meter: Meter
+                        ) -> tuple[Client, asyncio.Future[Any], str, str]:
+    """With limit 1 (ack_wait 60 s: a leaked slot would block the later generation for a
+    minute): a generation holding the slot, and two more threads (the waiter's, the
+    later one's)."""
+    meter.watch(rt)
+    ta, tb, tc = await threads(rt, 3)
+    holder = asyncio.ensure_future(rt.generate_text(agent.name, USER, ta, "a"))
+    await meter.until(lambda: meter.now == 1)
+    return rt.client(USER), holder, tb, tc
+
+
+async def failed_without_model_or_leak(rt: Runtime, agent: Agent, holder: asyncio.Future[Any],
+                                       tb: str, tc: str, code: str) -> None:
+    """The waiter on ``tb`` failed with ``code`` before any model call; the holder still
+    finishes; a later generation on ``tc`` runs at once: no slot leaked."""
+    assert not holder.done()
+    assert len(scripted.requests(agent.name)) == 1  # the waiter called no model
+    finals = [r.event for r in await rt.store.read(Aggregate.thread(tb))
+              if isinstance(r.event, MessageFinalized)]
+    assert [(f.status, f.error_code) for f in finals] == [("failed", code)], finals
+    assert (await asyncio.wait_for(holder, 10)).status == "success"
+    t0 = time.monotonic()
+    res = await asyncio.wait_for(rt.generate_text(agent.name, USER, tc, "c"), 10)
+    assert res.status == "success" and time.monotonic() - t0 < 8
+    slots = rt.parts["generation_slots"]
+    assert slots.held_here == 0 and slots.waiting_here == 0
+
+
 @pytest.mark.parametrize("stream", [True, False])
 async def test_an_aborted_waiting_generation_calls_no_model_and_leaks_no_slot(
         nats_server: EmbeddedNats, tmp_path: Path, stream: bool) -> None:
     agent = slow_agent("gl_abort", 1.5)
     meter = Meter()
-    # ack_wait 60 s: a leaked slot would block the later generation for a minute.
     async with deployment(nats_server, tmp_path, 1, 1, [agent], ack_wait=60.0) as (rt,):
-        meter.watch(rt)
-        ta, tb, tc = await threads(rt, 3)
-        client = rt.client(USER)
-        holder = asyncio.ensure_future(rt.generate_text(agent.name, USER, ta, "a"))
-        await meter.until(lambda: meter.now == 1)
+        client, holder, tb, tc = await one_slot_held(rt, agent, meter)
         cb = new_id()
         aborted = asyncio.ensure_future(client.generate_text(agent.name, tb, "b",
                                                              command_id=cb, stream=stream))
@@ -218,17 +243,7 @@ async def test_an_aborted_waiting_generation_calls_no_model_and_leaks_no_slot(
         with pytest.raises(ThreadlogError) as ei:
             await asyncio.wait_for(aborted, 10)
         assert ei.value.code == "aborted", ei.value
-        assert not holder.done()
-        assert len(scripted.requests(agent.name)) == 1  # the waiter called no model
-        finals = [r.event for r in await rt.store.read(Aggregate.thread(tb))
-                  if isinstance(r.event, MessageFinalized)]
-        assert [(f.status, f.error_code) for f in finals] == [("failed", "aborted")], finals
-        assert (await asyncio.wait_for(holder, 10)).status == "success"
-        t0 = time.monotonic()
-        res = await asyncio.wait_for(rt.generate_text(agent.name, USER, tc, "c"), 10)
-        assert res.status == "success" and time.monotonic() - t0 < 8
-        slots = rt.parts["generation_slots"]
-        assert slots.held_here == 0 and slots.waiting_here == 0
+        await failed_without_model_or_leak(rt, agent, holder, tb, tc, "aborted")
 
 
 async def test_a_wait_for_a_slot_counts_against_the_generation_deadline(
@@ -238,25 +253,12 @@ async def test_a_wait_for_a_slot_counts_against_the_generation_deadline(
     agent = slow_agent("gl_deadline", 1.5)
     meter = Meter()
     async with deployment(nats_server, tmp_path, 1, 1, [agent], ack_wait=60.0) as (rt,):
-        meter.watch(rt)
-        ta, tb, tc = await threads(rt, 3)
-        client = rt.client(USER)
-        holder = asyncio.ensure_future(rt.generate_text(agent.name, USER, ta, "a"))
-        await meter.until(lambda: meter.now == 1)
+        client, holder, tb, tc = await one_slot_held(rt, agent, meter)
         with pytest.raises(ThreadlogError) as ei:
             await asyncio.wait_for(client.generate_text(agent.name, tb, "b", deadline_s=0.3),
                                    10)
         assert ei.value.code == "timeout", ei.value
-        assert not holder.done()
-        assert len(scripted.requests(agent.name)) == 1  # the waiter called no model
-        finals = [r.event for r in await rt.store.read(Aggregate.thread(tb))
-                  if isinstance(r.event, MessageFinalized)]
-        assert [(f.status, f.error_code) for f in finals] == [("failed", "timeout")], finals
-        assert (await asyncio.wait_for(holder, 10)).status == "success"
-        res = await asyncio.wait_for(rt.generate_text(agent.name, USER, tc, "c"), 10)
-        assert res.status == "success"
-        slots = rt.parts["generation_slots"]
-        assert slots.held_here == 0 and slots.waiting_here == 0
+        await failed_without_model_or_leak(rt, agent, holder, tb, tc, "timeout")
 
 
 async def test_waits_cancelled_or_timed_out_leak_no_slot(nats_server: EmbeddedNats,

@@ -104,8 +104,10 @@ async def test_stop_ends_when_the_dispatcher_drops_a_cancellation(
     await write_limit(s1.js, s1.layout.stream, CONSUMER, 0)  # paused: no permit comes
     real = s1._psub.fetch
     dropped: list[bool] = []
+    fetching = asyncio.Event()
 
     async def fetch(*args: Any, **kwargs: Any) -> Any:
+        fetching.set()  # the dispatcher runs: a waiter is registered
         try:
             return await real(*args, **kwargs)
         except asyncio.CancelledError:
@@ -116,12 +118,9 @@ async def test_stop_ends_when_the_dispatcher_drops_a_cancellation(
 
     s1._psub.fetch = fetch
     waiter = asyncio.ensure_future(s1.acquire("w"))
-    await asyncio.wait_for(_until(lambda: s1.waiting_here == 1), 5)
+    await asyncio.wait_for(fetching.wait(), 5)
+    assert s1.waiting_here == 1
     await asyncio.wait_for(s1.stop(), 10)
     with pytest.raises(ThreadlogError):
         await asyncio.wait_for(waiter, 5)
 
-
-async def _until(cond: Any) -> None:
-    while not cond():
-        await asyncio.sleep(0)
